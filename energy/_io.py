@@ -1,0 +1,134 @@
+"""The ``.npz`` container: plain arrays plus one JSON metadata string, written atomically.
+
+Version 1. Every file holds an array ``meta`` (a 0-d unicode string with JSON) and plain numeric
+arrays; nothing is ever pickled. Reading checks the container, the format name and version, the
+array names, dtypes, shapes, finiteness and the SHA-256 checksum of the energies, and raises
+`MapFileError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class MapFileError(ValueError):
+    """A map or shield file that cannot be read: the message names the file and the problem."""
+
+
+class MapFileNotFoundError(MapFileError, FileNotFoundError):
+    """The file does not exist (both a `MapFileError` and a `FileNotFoundError`)."""
+
+
+def checksum(array: np.ndarray) -> str:
+    """SHA-256 of an array's little-endian, C-ordered bytes, as ``"sha256:<hex>"``."""
+    a = np.ascontiguousarray(array)
+    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return "sha256:" + hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write ``arrays`` and ``meta`` to ``path`` atomically (temp file, fsync, ``os.replace``).
+
+    A crash mid-write leaves the old file (or no file) in place, never a half-written one.
+    """
+    path = Path(path)
+    if "meta" in arrays:
+        raise ValueError("'meta' is reserved for the metadata string")
+    for name, a in arrays.items():
+        if np.asarray(a).dtype.hasobject:
+            raise ValueError(f"array {name!r} has an object dtype; only plain arrays are written")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable where the platform allows it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a container written by `write_npz_atomic` and check its metadata header.
+
+    Args:
+        path: the file.
+        kind: the expected ``meta["format"]`` (for example ``"groundstate.energy_map"``).
+
+    Returns:
+        ``(arrays, meta)``: every array but ``meta``, and the decoded metadata.
+
+    Raises:
+        MapFileError: naming the file and what is wrong (a missing file is also a
+            `FileNotFoundError`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MapFileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise MapFileError(f"{path}: is a directory, not a .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise MapFileError(f"{path}: a single .npy array, not a .npz {kind} file")
+            arrays = {}
+            for name in f.files:
+                try:
+                    arrays[name] = f[name]
+                except ValueError as err:
+                    raise MapFileError(
+                        f"{path}: array {name!r} holds pickled objects, which are refused"
+                    ) from err
+    except MapFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:
+        raise MapFileError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from err
+    if "meta" not in arrays:
+        raise MapFileError(f"{path}: no 'meta' entry: not a groundstate file")
+    meta_arr = arrays.pop("meta")
+    if meta_arr.shape != () or meta_arr.dtype.kind != "U":
+        raise MapFileError(f"{path}: 'meta' must be a JSON string, got {meta_arr.dtype} {meta_arr.shape}")
+    try:
+        meta = json.loads(str(meta_arr))
+    except json.JSONDecodeError as err:
+        raise MapFileError(f"{path}: 'meta' is not valid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise MapFileError(f"{path}: 'meta' must be a JSON object")
+    if meta.get("format") != kind:
+        raise MapFileError(f"{path}: format is {meta.get('format')!r}, expected {kind!r}")
+    version = meta.get("version")
+    if not isinstance(version, int):
+        raise MapFileError(f"{path}: format version missing or not an integer ({version!r})")
+    if version > FORMAT_VERSION:
+        raise MapFileError(
+            f"{path}: format version {version} is newer than this groundstate reads "
+            f"({FORMAT_VERSION}); upgrade groundstate"
+        )
+    if version < 1:
+        raise MapFileError(f"{path}: format version {version} is not valid")
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiub":
+            raise MapFileError(f"{path}: array {name!r} has unsupported dtype {a.dtype}")
+    return arrays, meta

@@ -1,0 +1,699 @@
+"""`EnergyMap`: energies on a regular grid, as a pytree of device arrays."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _grid, _interp, _io
+
+MAP_FORMAT = "groundstate.energy_map"
+# Default noise pyramid: N_LEVELS geometric levels from half of each axis' span (a blob over the
+# whole box, so annealed chains can cross between modes) down to one grid cell.
+N_LEVELS = 10
+SIGMA_MAX = 0.5
+# Default margin of `from_samples` bounds: 10% of the data's range on each side, so the tails
+# of the data sit inside the map rather than on its faces.
+MARGIN = 0.1
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def _float_dtype():
+    """float64 under ``jax_enable_x64``, float32 otherwise."""
+    return jnp.zeros(()).dtype if jax.config.jax_enable_x64 else jnp.float32
+
+
+class _Info:
+    """Informational metadata (n_samples, provenance): carried along, never part of a jit key.
+
+    Two `_Info` compare equal, so maps that differ only in provenance share compiled code.
+    """
+
+    __slots__ = ("n_samples", "provenance")
+
+    def __init__(self, n_samples: int | None, provenance: dict):
+        self.n_samples = n_samples
+        self.provenance = provenance
+
+    def __eq__(self, other):
+        return isinstance(other, _Info)
+
+    def __hash__(self):
+        return 0
+
+
+def _labels(labels, d: int, what: str, default) -> tuple[str, ...]:
+    """Names or units as a tuple of d strings."""
+    if labels is None:
+        return tuple(default(i) for i in range(d))
+    if isinstance(labels, str):
+        labels = [labels]
+    labels = tuple(labels)
+    if len(labels) != d:
+        raise ValueError(f"{what} has {len(labels)} entries, the map has {d} axes: {labels!r}")
+    out = []
+    for v in labels:
+        if v is None:
+            v = ""
+        if not isinstance(v, str):
+            raise ValueError(f"{what} must be strings, got {v!r}")
+        out.append(v)
+    return tuple(out)
+
+
+def _noise_levels(levels, shape: tuple[int, ...]) -> np.ndarray:
+    """Pyramid levels (relative units), decreasing and positive."""
+    if levels is None:
+        finest = 1.0 / (min(shape) - 1)  # one cell on the coarsest axis
+        if finest >= SIGMA_MAX:
+            return np.array([SIGMA_MAX])
+        return np.geomspace(SIGMA_MAX, finest, N_LEVELS)
+    arr = np.atleast_1d(np.asarray(levels, dtype=np.float64))
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"noise_levels must be a non-empty 1-D sequence, got {levels!r}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"noise_levels must be finite and positive, got {arr}")
+    if np.any(np.diff(arr) >= 0):
+        raise ValueError(f"noise_levels must be strictly decreasing, got {arr}")
+    return arr
+
+
+@jax.tree_util.register_pytree_node_class
+class EnergyMap:
+    """Energies ``E(x) = -log p(x)`` at the nodes of a regular grid, interpolated in between.
+
+    Node ``k`` of axis ``i`` sits at ``lo_i + k * (hi_i - lo_i) / (n_i - 1)`` (``np.linspace``).
+    Between nodes the energy is multilinear (``method="linear"``, equal to
+    ``scipy.interpolate.RegularGridInterpolator(method="linear")``) or a C2 cubic B-spline
+    (``method="cubic"``, equal to ``scipy.ndimage.map_coordinates(order=3, mode="mirror")``).
+    Outside the bounds the energy at the nearest face point is increased by
+    ``sum_j sqrt(r_j^2 + 1) - 1`` with ``r_j`` the distance beyond face j in grid cells: finite for any
+    finite input, rising one nat per cell, with a gradient pointing back into the box.
+
+    The density is ``P(x) = exp(-E(x)) / Z`` with ``log Z`` by quadrature over the bounds
+    (`log_z`; 0 up to quadrature error for maps built from samples or counts).
+
+    A map is a pytree: its arrays are leaves (energies, bounds, the noise pyramid), names, units
+    and the interpolation method are static. It passes through ``jit``, ``vmap``, ``grad`` and
+    ``jax.device_put``; maps of the same shape, names, units and method share compiled code.
+
+    The noise pyramid (hierarchical maps): `noise_levels` are in RELATIVE units, a level ``s``
+    smooths axis ``j`` by a Gaussian of width ``s * (hi_j - lo_j)`` (see `scale`). Level ``s`` is the
+    map's density convolved with that Gaussian (zero outside the bounds), i.e. the noise-perturbed
+    density of annealed Langevin dynamics (Song & Ermon, 2019); `energy_at` reads it.
+
+    Build maps with `from_grid`, `from_samples` or `from_counts`; load them with `energy.load`.
+    """
+
+    def __init__(
+        self,
+        values: jax.Array,
+        lo: jax.Array,
+        hi: jax.Array,
+        coeffs: jax.Array | None,
+        levels_table: jax.Array,
+        noise_levels: jax.Array,
+        log_z: jax.Array,
+        names: tuple[str, ...],
+        units: tuple[str, ...],
+        method: str,
+        info: _Info,
+    ):
+        self._values = values
+        self._lo = lo
+        self._hi = hi
+        self._coeffs = coeffs
+        self._levels_table = levels_table
+        self._noise_levels = noise_levels
+        self._log_z = log_z
+        self._names = names
+        self._units = units
+        self._method = method
+        self._info = info
+
+    # ---------------------------------------------------------------- pytree protocol
+    def tree_flatten(self):
+        children = (
+            self._values,
+            self._lo,
+            self._hi,
+            self._coeffs,
+            self._levels_table,
+            self._noise_levels,
+            self._log_z,
+        )
+        return children, (self._names, self._units, self._method, self._info)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children, *aux)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_grid(
+        cls,
+        values: ArrayLike,
+        bounds: Sequence[tuple[float, float]],
+        names: Sequence[str] | None = None,
+        units: Sequence[str] | None = None,
+        *,
+        method: str = "linear",
+        noise_levels: Sequence[float] | None = None,
+        n_samples: int | None = None,
+        provenance: dict | None = None,
+    ) -> EnergyMap:
+        """A map from energies at the grid nodes.
+
+        Args:
+            values: energies at the nodes, shape ``(n_1, ..., n_d)``, each ``n_i >= 2``, finite.
+            bounds: ``[(lo_i, hi_i)]`` per axis; node ``k`` of axis ``i`` is at
+                ``lo_i + k * (hi_i - lo_i) / (n_i - 1)``.
+            names: axis names (default ``x0, x1, ...``).
+            units: axis units (default ``""``).
+            method: ``"linear"`` (multilinear) or ``"cubic"`` (C2 B-spline).
+            noise_levels: pyramid levels in relative units, decreasing (default: 10 geometric
+                levels from 0.5 of each axis' span down to one cell).
+            n_samples: samples behind the map, if any (informational).
+            provenance: a JSON-able dict stored with the map.
+
+        Returns:
+            The `EnergyMap`.
+
+        Example:
+            >>> import numpy as np, energy
+            >>> x = np.linspace(-3, 3, 61)
+            >>> m = energy.EnergyMap.from_grid(0.5 * x**2, [(-3, 3)], names=["z"])
+            >>> round(float(m.energy(np.array([1.0]))), 3)
+            0.5
+        """
+        v = np.asarray(values)
+        if v.dtype.kind not in "fiu":
+            raise ValueError(f"values must be numeric, got dtype {v.dtype}")
+        if v.ndim < 1:
+            raise ValueError("values must have at least one axis (shape (n_1, ..., n_d))")
+        if any(n < 2 for n in v.shape):
+            raise ValueError(f"every axis needs at least 2 nodes, values has shape {v.shape}")
+        if v.size > _grid.MAX_NODES:
+            raise ValueError(f"grid of {v.size} nodes is larger than the {_grid.MAX_NODES} allowed")
+        bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+        if bad:
+            raise ValueError(f"values has {bad} non-finite energies (NaN or inf); all must be finite")
+        b = _grid.check_bounds(bounds, v.ndim)
+        d = v.ndim
+        names_t = _labels(names, d, "names", lambda i: f"x{i}")
+        units_t = _labels(units, d, "units", lambda i: "")
+        spec = _interp.make_spec(v.shape, method)
+        levels = _noise_levels(noise_levels, v.shape)
+        dtype = _float_dtype()
+        e64 = v.astype(np.float64)
+        # Store in the working dtype; the pyramid and log Z are computed from what is stored.
+        stored = e64.astype(dtype)
+        e_stored = stored.astype(np.float64)
+        cells = np.array(v.shape) - 1.0
+        tables = []
+        for s in levels:
+            smoothed = _grid.smooth_energies(e_stored, s * cells)
+            tables.append(_table(smoothed, method))
+        tables.append(_table(e_stored, method))
+        levels_table = np.stack(tables).astype(dtype)
+        coeffs = None if method == "linear" else levels_table[-1]
+        log_z = _grid.log_integral(e_stored, b) if method == "linear" else _log_z_cubic(e_stored, b)
+        info = _Info(
+            None if n_samples is None else int(n_samples),
+            dict(provenance or {"source": "grid"}),
+        )
+        return cls(
+            jnp.asarray(stored),
+            jnp.asarray(b[:, 0], dtype=dtype),
+            jnp.asarray(b[:, 1], dtype=dtype),
+            None if coeffs is None else jnp.asarray(coeffs),
+            jnp.asarray(levels_table),
+            jnp.asarray(levels, dtype=dtype),
+            jnp.asarray(log_z, dtype=dtype),
+            names_t,
+            units_t,
+            method,
+            info,
+        )
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: ArrayLike,
+        bounds: Sequence[tuple[float, float]],
+        smoothing: float | Sequence[float] = 1.0,
+        names: Sequence[str] | None = None,
+        units: Sequence[str] | None = None,
+        *,
+        provenance: dict | None = None,
+        method: str = "linear",
+        noise_levels: Sequence[float] | None = None,
+    ) -> EnergyMap:
+        """A map from a histogram accumulated elsewhere (ingest, a cluster, a previous run).
+
+        The histogram lives on the node grid: bin ``k`` of axis ``i`` is centred on node ``k``,
+        with edges `bin_edges` ``(bounds, counts.shape)``. Counts from several places merge by
+        adding before the call.
+
+        Rule: ``c = G_s * counts`` (Gaussian of ``smoothing`` cells per axis), ``E = -log(c / (N dV))``
+        where there is data; empty cells rise one nat per cell of distance from the nearest data
+        cell; then ``E += log Z`` so that ``exp(-E)`` integrates to 1 over the bounds.
+
+        Args:
+            counts: non-negative counts, shape ``(n_1, ..., n_d)``.
+            bounds: ``[(lo_i, hi_i)]`` per axis (node positions, as in `from_grid`).
+            smoothing: Gaussian width in grid cells, one for all axes or one per axis (0: none).
+            names, units: as in `from_grid`.
+            provenance: a JSON-able dict (sources, counts per reason, ...), stored with the map.
+            method, noise_levels: as in `from_grid`.
+
+        Returns:
+            The `EnergyMap`, whose `n_samples` is the total count.
+        """
+        c = np.asarray(counts, dtype=np.float64)
+        if c.ndim < 1 or any(n < 2 for n in c.shape):
+            raise ValueError(f"counts must have at least 2 bins per axis, got shape {c.shape}")
+        b = _grid.check_bounds(bounds, c.ndim)
+        sm = _smoothing(smoothing, c.ndim)
+        e, stats = _grid.counts_to_energies(c, b, sm)
+        prov = {"source": "counts"}
+        prov.update(provenance or {})
+        prov.update(
+            {
+                "smoothing_cells": sm,
+                "bins": list(c.shape),
+                "build_time": _now(),
+                **stats,
+            }
+        )
+        total = stats["total_counts"]
+        n = int(round(total)) if float(total).is_integer() else total
+        return cls.from_grid(
+            e,
+            b,
+            names,
+            units,
+            method=method,
+            noise_levels=noise_levels,
+            n_samples=n,
+            provenance=prov,
+        )
+
+    @classmethod
+    def from_samples(
+        cls,
+        samples: ArrayLike,
+        bins: int | Sequence[int] = 64,
+        bounds: Sequence[tuple[float, float]] | None = None,
+        smoothing: float | Sequence[float] = 1.0,
+        names: Sequence[str] | None = None,
+        units: Sequence[str] | None = None,
+        *,
+        method: str = "linear",
+        noise_levels: Sequence[float] | None = None,
+    ) -> EnergyMap:
+        """A map ``E = -log p`` from samples: histogram, Gaussian smoothing, normalised density.
+
+        Args:
+            samples: states, shape ``(n, d)`` (a 1-D array is ``(n, 1)``); all finite.
+            bins: nodes per axis (one for all axes or one per axis). With an integer and a grid
+                larger than 2**24 nodes (d >= 5 at 64), bins shrink to ``floor(2**(24/d))``.
+            bounds: ``[(lo_i, hi_i)]``; default: the data's range widened by 10% on each side.
+                Samples outside are not counted (the provenance says how many).
+            smoothing: Gaussian width in grid cells (per axis or one for all; 0: none).
+            names, units, method, noise_levels: as in `from_grid`.
+
+        Returns:
+            The `EnergyMap`: ``exp(-E)`` integrates to 1 over the bounds; empty cells get finite
+            energies that rise with the distance from the data.
+
+        Example:
+            >>> import numpy as np, energy
+            >>> x = np.random.default_rng(0).normal(size=(100_000, 2))
+            >>> m = energy.EnergyMap.from_samples(x, bins=48)
+            >>> m.shape, m.n_samples
+            ((48, 48), 100000)
+        """
+        s = np.asarray(samples, dtype=np.float64)
+        if s.ndim == 1:
+            s = s[:, None]
+        if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
+            raise ValueError(f"samples must have shape (n, d) with n, d >= 1, got {s.shape}")
+        finite = np.all(np.isfinite(s), axis=1)
+        if not finite.all():
+            first = int(np.argmin(finite))
+            raise ValueError(
+                f"samples has {int((~finite).sum())} rows with NaN or inf (first: row {first}); "
+                "drop them before building a map"
+            )
+        n, d = s.shape
+        prov: dict[str, Any] = {"source": "samples"}
+        if np.ndim(bins) == 0:
+            nb = int(bins)
+            if nb < 2:
+                raise ValueError(f"bins must be at least 2, got {bins}")
+            if nb**d > _grid.MAX_DEFAULT_NODES:
+                reduced = int(np.floor(_grid.MAX_DEFAULT_NODES ** (1.0 / d) + 1e-9))
+                prov["bins_reduced_from"] = nb
+                nb = max(2, reduced)
+            shape = (nb,) * d
+        else:
+            shape = tuple(int(k) for k in bins)
+            if len(shape) != d or any(k < 2 for k in shape):
+                raise ValueError(f"bins must be >= 2 for each of the {d} axes, got {bins!r}")
+        if bounds is None:
+            lo, hi = s.min(axis=0), s.max(axis=0)
+            span = hi - lo
+            pad = np.where(span > 0, MARGIN * span, np.maximum(1e-3 * np.abs(lo), 1e-3))
+            b = np.stack([lo - pad, hi + pad], axis=1)
+        else:
+            b = _grid.check_bounds(bounds, d)
+        edges = _grid.bin_edges(b, shape)
+        counts, _ = np.histogramdd(s, bins=edges)
+        outside = int(n - counts.sum())
+        if outside == n:
+            raise ValueError(f"none of the {n} samples lies inside the bounds {b.tolist()}")
+        prov["samples_outside_bounds"] = outside
+        return cls.from_counts(
+            counts,
+            b,
+            smoothing,
+            names,
+            units,
+            provenance=prov,
+            method=method,
+            noise_levels=noise_levels,
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    def energy(self, x: ArrayLike) -> jax.Array:
+        """Energy at states ``x`` of shape ``(..., d)``, returned with shape ``(...)``.
+
+        Differentiable (an analytic gradient from one gather of the stencil), under jit, vmap and
+        grad. Outside the bounds: the barrier described in the class docstring.
+        """
+        x = self._points(x)
+        table = self._values if self._coeffs is None else self._coeffs
+        flat = x.reshape((-1, self.ndim))
+        e = _interp.grid_energy(
+            table.reshape(-1), jnp.int32(0), self._lo, self._hi, flat, self._spec
+        )
+        return e.reshape(x.shape[:-1])
+
+    __call__ = energy
+
+    def energy_at(self, x: ArrayLike, sigma: ArrayLike) -> jax.Array:
+        """Energy of the noise-perturbed map at level ``sigma`` (relative units; 0: the map).
+
+        Between pyramid levels the energy is interpolated linearly in sigma; below the finest
+        level it blends into the map itself; above the coarsest it is the coarsest level.
+        ``sigma`` may be traced (annealing inside a compiled loop).
+        """
+        x = self._points(x)
+        flat = x.reshape((-1, self.ndim))
+        levels = jnp.concatenate([self._noise_levels, jnp.zeros((1,), self._noise_levels.dtype)])
+        s = jnp.clip(jnp.asarray(sigma, levels.dtype), 0.0, levels[0])
+        # levels decrease: the bracket [levels[i+1], levels[i]] containing s
+        i = jnp.clip(jnp.sum(levels[1:] >= s) - 1, 0, levels.shape[0] - 2)
+        hi_s, lo_s = levels[i], levels[i + 1]
+        w = (s - lo_s) / (hi_s - lo_s)  # weight of the coarser level i
+        size = int(np.prod(self._spec.table_shape))
+        table = self._levels_table.reshape(-1)
+        e_i = _interp.grid_energy(table, (i * size).astype(jnp.int32), self._lo, self._hi, flat, self._spec)
+        e_j = _interp.grid_energy(
+            table, ((i + 1) * size).astype(jnp.int32), self._lo, self._hi, flat, self._spec
+        )
+        return (w * e_i + (1.0 - w) * e_j).reshape(x.shape[:-1])
+
+    def log_prob(self, x: ArrayLike) -> jax.Array:
+        """``log P(x) = -E(x) - log Z`` (Z by quadrature over the bounds; see `log_z`)."""
+        return -self.energy(x) - self._log_z
+
+    def _points(self, x: ArrayLike) -> jax.Array:
+        """States as an array of the map's dtype with a last axis of size d (else ValueError)."""
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(self._values.dtype)
+        if x.ndim == 0 or x.shape[-1] != self.ndim:
+            raise ValueError(
+                f"states must have shape (..., {self.ndim}) for this {self.ndim}-D map "
+                f"({', '.join(self._names)}), got shape {tuple(x.shape)}"
+            )
+        return x.astype(jnp.promote_types(x.dtype, self._values.dtype))
+
+    # ---------------------------------------------------------------- derived maps
+    def smoothed(self, sigma: float | Sequence[float]) -> EnergyMap:
+        """A new map whose density is this one's convolved with a Gaussian.
+
+        Args:
+            sigma: width in RELATIVE units (fractions of each axis' span, like `noise_levels`);
+                one value for all axes or one per axis. Physical width on axis j:
+                ``sigma_j * (hi_j - lo_j)``.
+
+        Returns:
+            ``E_s = -log(G_sigma * exp(-E))`` on the same grid (zero density outside the bounds).
+        """
+        sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (self.ndim,))
+        if not np.all(np.isfinite(sig)) or np.any(sig < 0):
+            raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
+        cells = np.array(self.shape) - 1.0
+        e = _grid.smooth_energies(np.asarray(self._values, dtype=np.float64), sig * cells)
+        prov = dict(self.provenance)
+        prov["smoothed_sigma"] = sig.tolist()
+        return EnergyMap.from_grid(
+            e,
+            self.bounds,
+            self._names,
+            self._units,
+            method=self._method,
+            noise_levels=np.asarray(self._noise_levels),
+            n_samples=self.n_samples,
+            provenance=prov,
+        )
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def _spec(self) -> _interp.Spec:
+        return _interp.make_spec(self._values.shape, self._method)
+
+    @property
+    def values(self) -> jax.Array:
+        """Energies at the nodes, shape ``(n_1, ..., n_d)``."""
+        return self._values
+
+    @property
+    def bounds(self) -> tuple[tuple[float, float], ...]:
+        """``((lo_1, hi_1), ..., (lo_d, hi_d))`` as Python floats."""
+        lo, hi = np.asarray(self._lo, np.float64), np.asarray(self._hi, np.float64)
+        return tuple((float(a), float(b)) for a, b in zip(lo, hi, strict=True))
+
+    @property
+    def lo(self) -> jax.Array:
+        """Lower bounds, shape ``(d,)``."""
+        return self._lo
+
+    @property
+    def hi(self) -> jax.Array:
+        """Upper bounds, shape ``(d,)``."""
+        return self._hi
+
+    @property
+    def scale(self) -> jax.Array:
+        """Physical size of one relative unit per axis: ``hi - lo``, shape ``(d,)``."""
+        return self._hi - self._lo
+
+    @property
+    def spacing(self) -> jax.Array:
+        """Node spacing per axis, shape ``(d,)``."""
+        return (self._hi - self._lo) / (jnp.asarray(self.shape, self._hi.dtype) - 1)
+
+    @property
+    def grid(self) -> tuple[np.ndarray, ...]:
+        """Node coordinates per axis (``np.linspace(lo_i, hi_i, n_i)``)."""
+        return tuple(np.linspace(lo, hi, n) for (lo, hi), n in zip(self.bounds, self.shape, strict=True))
+
+    @property
+    def noise_levels(self) -> jax.Array:
+        """Pyramid levels, decreasing, in relative units (see the class docstring)."""
+        return self._noise_levels
+
+    @property
+    def log_z(self) -> jax.Array:
+        """``log Z = log of the integral of exp(-E)`` over the bounds (quadrature)."""
+        return self._log_z
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Axis names."""
+        return self._names
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Axis units."""
+        return self._units
+
+    @property
+    def method(self) -> str:
+        """Interpolation: ``"linear"`` or ``"cubic"``."""
+        return self._method
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes d."""
+        return self._values.ndim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Nodes per axis."""
+        return tuple(self._values.shape)
+
+    @property
+    def dtype(self):
+        """dtype of the energies (float32, or float64 under x64)."""
+        return self._values.dtype
+
+    @property
+    def n_samples(self) -> int | None:
+        """How many samples were counted into the map (None for `from_grid`)."""
+        return self._info.n_samples
+
+    @property
+    def provenance(self) -> dict:
+        """Where the map comes from: sources, counts, smoothing, build time (a JSON-able dict)."""
+        return dict(self._info.provenance)
+
+    def __repr__(self) -> str:
+        axes = ", ".join(
+            f"{n}[{u}]={lo:g}..{hi:g}" if u else f"{n}={lo:g}..{hi:g}"
+            for n, u, (lo, hi) in zip(self._names, self._units, self.bounds, strict=True)
+        )
+        return f"EnergyMap(shape={self.shape}, {axes}, method={self._method!r})"
+
+    # ---------------------------------------------------------------- persistence
+    def metadata(self) -> dict:
+        """The JSON metadata written with the map (format, version, axes, provenance, checksum)."""
+        values = np.asarray(self._values)
+        return {
+            "format": MAP_FORMAT,
+            "version": _io.FORMAT_VERSION,
+            "names": list(self._names),
+            "units": list(self._units),
+            "bounds": [list(b) for b in self.bounds],
+            "shape": list(self.shape),
+            "dtype": str(values.dtype),
+            "method": self._method,
+            "noise_levels": np.asarray(self._noise_levels, np.float64).tolist(),
+            "n_samples": self.n_samples,
+            "provenance": self.provenance,
+            "checksum": _io.checksum(values),
+            "saved": _now(),
+        }
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the map to ``path`` (.npz, format version 1), atomically.
+
+        The file holds the energies and a JSON metadata string only; it loads with
+        ``np.load(path, allow_pickle=False)`` and with `energy.load`.
+
+        Returns:
+            The path written.
+        """
+        meta = self.metadata()
+        return str(_io.write_npz_atomic(path, {"energies": np.asarray(self._values)}, meta))
+
+
+def _table(e: np.ndarray, method: str) -> np.ndarray:
+    """The interpolation table of energies: themselves, or padded B-spline coefficients."""
+    return e if method == "linear" else _grid.cubic_coefficients(e)
+
+
+def _log_z_cubic(e: np.ndarray, b: np.ndarray) -> float:
+    """log Z of a cubic map: quadrature of the multilinear interpolant (agrees to O(h^2))."""
+    return _grid.log_integral(e, b)
+
+
+def _smoothing(smoothing, d: int) -> list[float]:
+    """Smoothing widths in cells, one per axis."""
+    sm = np.broadcast_to(np.asarray(smoothing, dtype=np.float64), (d,))
+    if not np.all(np.isfinite(sm)) or np.any(sm < 0):
+        raise ValueError(f"smoothing must be finite and >= 0 (grid cells), got {smoothing!r}")
+    return [float(v) for v in sm]
+
+
+def _now() -> str:
+    """UTC time stamp for provenance."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap:
+    """Load and validate an energy map written by `EnergyMap.save`.
+
+    Checks the container, format name and version, array names, shapes, dtypes, finiteness and
+    the checksum of the energies.
+
+    Args:
+        path: the ``.npz`` file.
+        device: where to put the arrays (default: JAX's default device).
+
+    Returns:
+        The `EnergyMap`.
+
+    Raises:
+        MapFileError: naming the file and what is wrong (a missing file is also a
+            FileNotFoundError).
+    """
+    arrays, meta = _io.read_npz(path, MAP_FORMAT)
+    m = map_from_arrays(path, arrays, meta)
+    if device is not None:
+        m = jax.device_put(m, device)
+    return m
+
+
+def map_from_arrays(path, arrays: dict[str, np.ndarray], meta: dict, extra: Sequence[str] = ()) -> EnergyMap:
+    """Validate the map part of a container and build the map (``extra`` arrays are allowed)."""
+    err = _io.MapFileError
+    unknown = set(arrays) - {"energies", *extra}
+    if unknown:
+        raise err(f"{path}: unknown arrays {sorted(unknown)}; a map file holds 'energies' only")
+    if "energies" not in arrays:
+        raise err(f"{path}: no 'energies' array")
+    e = arrays["energies"]
+    if e.dtype.kind != "f":
+        raise err(f"{path}: energies must be floating point, got {e.dtype}")
+    try:
+        shape = [int(n) for n in meta["shape"]]
+        names, units, bounds = meta["names"], meta["units"], meta["bounds"]
+        method = meta.get("method", "linear")
+        levels = meta.get("noise_levels")
+        stored_sum = meta["checksum"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise err(f"{path}: metadata incomplete or malformed ({exc!r})") from exc
+    if list(e.shape) != shape:
+        raise err(f"{path}: energies have shape {list(e.shape)}, metadata says {shape}")
+    if str(e.dtype) != meta.get("dtype", str(e.dtype)):
+        raise err(f"{path}: energies are {e.dtype}, metadata says {meta.get('dtype')}")
+    if _io.checksum(e) != stored_sum:
+        raise err(f"{path}: checksum mismatch: the energies are not the ones that were saved")
+    bad = int(e.size - np.count_nonzero(np.isfinite(e)))
+    if bad:
+        raise err(f"{path}: {bad} energies are NaN or inf")
+    try:
+        return EnergyMap.from_grid(
+            e,
+            bounds,
+            names,
+            units,
+            method=method,
+            noise_levels=levels,
+            n_samples=meta.get("n_samples"),
+            provenance=meta.get("provenance") or {},
+        )
+    except ValueError as exc:
+        raise err(f"{path}: {exc}") from exc

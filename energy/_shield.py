@@ -1,0 +1,747 @@
+"""The shield: a jitted, batched, calibrated energy threshold that fails closed.
+
+A state ``x`` is allowed when it is finite, inside the map's bounds, (for a surrogate) not too
+uncertain, and ``E(x) <= threshold``; otherwise it is blocked with a reason code (:class:`Reason`).
+``Shield.calibrate`` sets the threshold by split-conformal prediction on held-out states so that
+an in-distribution state is blocked with probability at most ``alpha``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _io
+from ._map import EnergyMap, map_from_arrays
+
+SHIELD_FORMAT = "groundstate.shield"
+
+__all__ = [
+    "Decision",
+    "Reason",
+    "Shield",
+    "ShieldLog",
+    "conformal_rank",
+]
+
+ArrayLike = Any
+Array = jax.Array
+
+
+class Reason(enum.IntEnum):
+    """Why a state was allowed or blocked: the integer codes in ``Decision.reason``.
+
+    When several apply, the first in this order wins: ``NOT_FINITE``, ``OUT_OF_BOUNDS``,
+    ``TOO_UNCERTAIN``, ``ABOVE_THRESHOLD``.
+    """
+
+    ALLOWED = 0
+    """Finite, inside the bounds, certain enough and ``E(x) <= threshold``."""
+    ABOVE_THRESHOLD = 1
+    """``E(x) > threshold``: a state the data has not proven."""
+    OUT_OF_BOUNDS = 2
+    """Outside the map's bounds (and no surrogate judges it there)."""
+    NOT_FINITE = 3
+    """The state has a NaN/inf coordinate, or the energy (or uncertainty) there is not finite."""
+    TOO_UNCERTAIN = 4
+    """The surrogate's ensemble uncertainty exceeds the shield's tolerance."""
+
+
+N_REASONS = len(Reason)
+
+
+class Decision(NamedTuple):
+    """The shield's verdict on a batch of states (a pytree: it can leave a jitted function).
+
+    Attributes:
+      allow: bool ``(...,)``, True where the state may be executed.
+      energy: ``(...,)`` the energy the decision used (``+inf`` where the state is not finite).
+      reason: int32 ``(...,)`` codes of :class:`Reason` (0 where allowed).
+      p_value: ``(...,)`` conformal p-value ``(1 + #{i: s_i >= s(x)}) / (n + 1)`` against the
+        calibration scores ``s_i``: a calibrated anomaly score, small = unusual. NaN for a shield
+        built with an explicit threshold (it has no calibration scores).
+    """
+
+    allow: Array
+    energy: Array
+    reason: Array
+    p_value: Array
+
+    def counts(self) -> Array:
+        """Number of states per reason code: int ``(len(Reason),)``; jit-friendly."""
+        return jnp.bincount(jnp.ravel(self.reason), length=N_REASONS)
+
+    def summary(self) -> dict[str, int]:
+        """Counts per reason by name, e.g. ``{"allowed": 97, "above_threshold": 3, ...}``."""
+        counts = np.asarray(self.counts())
+        return {r.name.lower(): int(counts[r]) for r in Reason}
+
+
+def conformal_rank(n: int, alpha: float) -> int:
+    """The rank ``k = ceil((n + 1)(1 - alpha))`` of the split-conformal threshold.
+
+    The threshold is the ``k``-th smallest of ``n`` calibration scores; a new exchangeable score
+    exceeds it with probability ``1 - k / (n + 1) <= alpha``.
+
+    Args:
+      n: number of calibration states.
+      alpha: the allowed false-block probability, in (0, 1).
+
+    Returns:
+      ``k`` in ``1..n``.
+
+    Raises:
+      ValueError: if ``alpha`` is not in (0, 1) or ``n`` is too small (``k > n``): at least
+        ``ceil(1 / alpha - 1)`` states are needed.
+
+    Example:
+      >>> conformal_rank(99, 0.01)
+      99
+    """
+    if not (isinstance(alpha, (int, float, np.floating)) and 0.0 < float(alpha) < 1.0):
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    n = int(n)
+    # Rounded to 9 decimals so that e.g. (99 + 1) * (1 - 0.01) = 98.99999999999999 gives 99.
+    k = math.ceil(round((n + 1) * (1.0 - float(alpha)), 9))
+    if k > n:
+        need = math.ceil(round(1.0 / float(alpha) - 1.0, 9))
+        raise ValueError(
+            f"too few calibration states for alpha={alpha}: got n={n}, the split-conformal "
+            f"threshold (the ceil((n+1)(1-alpha)) = {k}-th smallest energy) needs n >= {need}; "
+            f"give more held-out states or a larger alpha"
+        )
+    return max(k, 1)
+
+
+def _bounds_of(energy_fn: Any, bounds: Any) -> tuple[Array, Array] | None:
+    """Resolve the ``bounds`` argument to ``(lo, hi)`` arrays or None (no bounds check)."""
+    if bounds is None:
+        return None
+    if isinstance(bounds, str):
+        if bounds != "auto":
+            raise ValueError(f"bounds must be 'auto', None or [(lo, hi), ...], got {bounds!r}")
+        lo = getattr(energy_fn, "lo", None)
+        hi = getattr(energy_fn, "hi", None)
+        # A surrogate's lo/hi (normalisation) are not hard bounds: it is meant for unseen regions.
+        if lo is None or hi is None or hasattr(energy_fn, "uncertainty"):
+            return None
+        return jnp.asarray(lo, _float_dtype()), jnp.asarray(hi, _float_dtype())
+    arr = np.asarray(bounds, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"bounds must be finite [(lo, hi), ...] per axis, got {bounds!r}")
+    if np.any(arr[:, 0] > arr[:, 1]):
+        raise ValueError(f"bounds must have lo <= hi on every axis, got {bounds!r}")
+    return jnp.asarray(arr[:, 0], _float_dtype()), jnp.asarray(arr[:, 1], _float_dtype())
+
+
+def _float_dtype():
+    """JAX's default float: float64 under ``jax_enable_x64``, float32 otherwise."""
+    return jnp.zeros(()).dtype
+
+
+def _as_scalar(value: Any, name: str) -> Array:
+    """A float scalar array from a number, with a clear error for anything else."""
+    try:
+        arr = jnp.asarray(value, _float_dtype())
+    except TypeError as err:
+        raise ValueError(f"{name} must be a number, got {value!r}") from err
+    if arr.shape != ():
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    return arr
+
+
+def _call_energy(fn: Any, x: Array) -> Array:
+    """Energy of ``fn`` at ``x`` (..., d) -> (...,), using ``fn.energy`` when it has one."""
+    f = getattr(fn, "energy", fn)
+    e = jnp.asarray(f(x))
+    return e if jnp.issubdtype(e.dtype, jnp.floating) else e.astype(_float_dtype())
+
+
+@jax.tree_util.register_pytree_node_class
+class Shield:
+    """Guards actions with an energy threshold: allow ``x`` iff it is proven safe.
+
+    The rule, per state ``x`` (a row of ``(..., d)``)::
+
+        allow(x) = isfinite(x) and lo <= x <= hi and u(x) <= tol and E(x) <= threshold
+
+    decided with ``jnp.where`` in one jit-compiled batched call, so a NaN/inf or out-of-bounds
+    state is blocked whatever ``energy_fn`` returns there (fail closed). ``u`` is the ensemble
+    uncertainty of a surrogate (only when a ``tolerance`` is given).
+
+    Args:
+      energy_fn: an ``EnergyMap`` (its ``lo``/``hi`` bounds are enforced), a surrogate with
+        ``energy(x)`` and ``uncertainty(x)``, or any jax function ``(..., d) -> (...,)``.
+      threshold: the largest allowed energy (inclusive: ``E == threshold`` is allowed).
+      tolerance: largest allowed uncertainty ``u(x)``; needs ``energy_fn.uncertainty`` (or a
+        ``surrogate``). None: uncertainty is not checked.
+      bounds: ``"auto"`` (the map's ``lo``/``hi`` when ``energy_fn`` has them and is not a
+        surrogate), None (no bounds check), or ``[(lo, hi), ...]`` per axis.
+      surrogate: optional surrogate with ``energy`` and ``uncertainty`` that judges states outside
+        the bounds instead of blocking them: there its energy is compared with the threshold and
+        its uncertainty with ``tolerance`` (required then).
+      scores: sorted calibration scores (set by :meth:`calibrate`; enables p-values).
+      alpha: the calibration level (metadata, set by :meth:`calibrate`).
+      provenance: a JSON-able dict saved with the shield.
+
+    Example:
+      >>> import jax.numpy as jnp, energy
+      >>> sh = energy.Shield(lambda x: jnp.sum(x**2, -1), threshold=1.0)
+      >>> sh(jnp.array([[0.5, 0.5], [1.0, 1.0], [jnp.nan, 0.0]])).reason.tolist()
+      [0, 1, 3]
+    """
+
+    def __init__(
+        self,
+        energy_fn: Callable[[Array], Array],
+        threshold: ArrayLike,
+        *,
+        tolerance: ArrayLike | None = None,
+        bounds: Any = "auto",
+        surrogate: Any = None,
+        scores: ArrayLike | None = None,
+        alpha: float | None = None,
+        provenance: dict | None = None,
+    ):
+        if not callable(energy_fn) and not hasattr(energy_fn, "energy"):
+            raise ValueError(f"energy_fn must be callable, got {type(energy_fn).__name__}")
+        self.energy_fn = energy_fn
+        self.threshold = _as_scalar(threshold, "threshold")
+        if bool(jnp.isnan(self.threshold)):
+            raise ValueError("threshold is NaN: a shield needs a number to compare energies with")
+        uncertain = surrogate if surrogate is not None else energy_fn
+        if tolerance is not None:
+            if not hasattr(uncertain, "uncertainty"):
+                raise ValueError(
+                    f"tolerance={tolerance!r} needs a surrogate with uncertainty(x); "
+                    f"{type(uncertain).__name__} has none"
+                )
+            tolerance = _as_scalar(tolerance, "tolerance")
+        if surrogate is not None:
+            if not (hasattr(surrogate, "energy") and hasattr(surrogate, "uncertainty")):
+                raise ValueError("surrogate must have energy(x) and uncertainty(x)")
+            if tolerance is None:
+                raise ValueError(
+                    "a surrogate judging states outside the map needs a tolerance on its "
+                    "uncertainty: Shield(..., surrogate=s, tolerance=tol)"
+                )
+        self.tolerance = tolerance
+        self.surrogate = surrogate
+        lohi = _bounds_of(energy_fn, bounds)
+        if surrogate is not None and lohi is None:
+            raise ValueError("a surrogate fallback needs bounds: it judges states outside them")
+        self.lo, self.hi = (None, None) if lohi is None else lohi
+        if scores is not None:
+            scores = jnp.sort(jnp.asarray(scores, _float_dtype()).ravel())
+        self.scores = scores
+        self.alpha = None if alpha is None else float(alpha)
+        self.provenance = dict(provenance or {})
+
+    # -- pytree ---------------------------------------------------------------------------
+    def tree_flatten(self):
+        """Arrays (and a pytree energy_fn such as an EnergyMap) are leaves; the rest static."""
+        fn_dyn, fn_static = _split(self.energy_fn)
+        sur_dyn, sur_static = _split(self.surrogate)
+        children = (
+            fn_dyn,
+            self.threshold,
+            self.tolerance,
+            self.lo,
+            self.hi,
+            sur_dyn,
+            self.scores,
+        )
+        return children, (fn_static, sur_static, _Meta(self.alpha, self.provenance))
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        """Rebuild without re-validating (children may be tracers)."""
+        obj = object.__new__(cls)
+        fn_dyn, obj.threshold, obj.tolerance, obj.lo, obj.hi, sur_dyn, obj.scores = children
+        fn_static, sur_static, meta = aux
+        obj.energy_fn = fn_dyn if fn_static is None else fn_static.value
+        obj.surrogate = sur_dyn if sur_static is None else sur_static.value
+        obj.alpha, obj.provenance = meta.alpha, meta.provenance
+        return obj
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def n_calibration(self) -> int | None:
+        """Number of calibration states (None for an explicit threshold)."""
+        return None if self.scores is None else int(self.scores.shape[0])
+
+    @property
+    def ndim(self) -> int | None:
+        """Dimension ``d`` of a state when known (from the bounds or the map)."""
+        if self.lo is not None:
+            return int(self.lo.shape[0])
+        nd = getattr(self.energy_fn, "ndim", None)
+        return int(nd) if isinstance(nd, (int, np.integer)) else None
+
+    def __repr__(self) -> str:
+        t = float(self.threshold) if not isinstance(self.threshold, jax.core.Tracer) else "?"
+        cal = "" if self.scores is None else f", alpha={self.alpha}, n={self.n_calibration}"
+        return f"Shield({type(self.energy_fn).__name__}, threshold={t}{cal})"
+
+    # -- decisions ------------------------------------------------------------------------
+    def __call__(self, x: ArrayLike) -> Decision:
+        """Decide every state of ``x`` (..., d): one jit-compiled batched call.
+
+        Args:
+          x: states, shape ``(..., d)``.
+
+        Returns:
+          A :class:`Decision` with ``allow``, ``energy``, ``reason``, ``p_value`` of shape
+          ``(...)``.
+        """
+        x = self._check_input(x)
+        return _decide_jit(self, x)
+
+    def _check_input(self, x: ArrayLike) -> Array:
+        """Convert to a float array and check the trailing dimension (static, trace-safe)."""
+        if not isinstance(x, jax.Array):
+            x = np.asarray(x)
+            if x.dtype.kind not in "fiub":
+                raise ValueError(f"states must be numeric, got dtype {x.dtype}")
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(jnp.float32)
+        if x.ndim == 0:
+            raise ValueError("states must have shape (..., d), got a scalar")
+        nd = self.ndim
+        if nd is not None and x.shape[-1] != nd:
+            raise ValueError(f"states have d={x.shape[-1]} coordinates, the shield expects d={nd}")
+        return x
+
+    def _decide(self, x: Array) -> Decision:
+        """The pure decision rule (traced inside jit)."""
+        finite = jnp.all(jnp.isfinite(x), axis=-1)
+        if self.lo is not None:
+            # A safe stand-in for rows with NaN/inf, so they cannot poison anything downstream.
+            safe = jnp.where(finite[..., None], x, self.lo.astype(x.dtype))
+            inside = jnp.all((safe >= self.lo) & (safe <= self.hi), axis=-1)
+        else:
+            safe = jnp.where(finite[..., None], x, jnp.zeros((), x.dtype))
+            inside = jnp.ones(finite.shape, bool)
+        e = _call_energy(self.energy_fn, safe)
+        e = jnp.broadcast_to(e, finite.shape)
+        judged_inside = inside
+        if self.surrogate is not None:
+            e = jnp.where(inside, e, _call_energy(self.surrogate, safe))
+            u = jnp.where(inside, 0.0, jnp.asarray(self.surrogate.uncertainty(safe), e.dtype))
+            judged_inside = jnp.ones_like(inside)
+        elif self.tolerance is not None:
+            u = jnp.asarray(self.energy_fn.uncertainty(safe), e.dtype)
+        else:
+            u = None
+        bad_value = ~jnp.isfinite(e) if u is None else ~(jnp.isfinite(e) & jnp.isfinite(u))
+        uncertain = jnp.zeros_like(inside) if u is None else u > self.tolerance
+        above = ~(e <= self.threshold)
+        reason = jnp.where(
+            ~finite,
+            Reason.NOT_FINITE,
+            jnp.where(
+                ~judged_inside,
+                Reason.OUT_OF_BOUNDS,
+                jnp.where(
+                    bad_value,
+                    Reason.NOT_FINITE,
+                    jnp.where(
+                        uncertain,
+                        Reason.TOO_UNCERTAIN,
+                        jnp.where(above, Reason.ABOVE_THRESHOLD, Reason.ALLOWED),
+                    ),
+                ),
+            ),
+        ).astype(jnp.int32)
+        allow = reason == Reason.ALLOWED
+        energy = jnp.where(finite, e, jnp.inf)
+        # The conformal score: the energy, +inf for every block that is not an energy block.
+        hard = (reason != Reason.ALLOWED) & (reason != Reason.ABOVE_THRESHOLD)
+        score = jnp.where(hard, jnp.inf, energy)
+        p_value = self._p_value(score)
+        return Decision(allow=allow, energy=energy, reason=reason, p_value=p_value)
+
+    def _p_value(self, score: Array) -> Array:
+        """Conformal p-value ``(1 + #{s_i >= score}) / (n + 1)``; NaN without scores."""
+        if self.scores is None:
+            return jnp.full(score.shape, jnp.nan, score.dtype)
+        n = self.scores.shape[0]
+        below = jnp.searchsorted(self.scores, score.ravel(), side="left").reshape(score.shape)
+        return ((n - below + 1) / (n + 1)).astype(score.dtype)
+
+    def allow(self, x: ArrayLike) -> Array:
+        """Just the booleans: ``self(x).allow``."""
+        return self(x).allow
+
+    def transition(self, x0: ArrayLike, x1: ArrayLike, n_points: int = 33) -> Decision:
+        """Check moves ``x0 -> x1`` along the straight segment, not only their end points.
+
+        The move is allowed iff every one of ``n_points`` equally spaced points
+        ``x0 + t (x1 - x0)``, ``t = 0, 1/(n_points-1), ..., 1`` is allowed, so a move that
+        crosses a barrier is blocked even when both ends are safe. A barrier narrower than the
+        point spacing ``|x1 - x0| / (n_points - 1)`` can be missed: for an EnergyMap take
+        ``n_points > max_j |x1_j - x0_j| / spacing_j + 1`` to visit every grid cell.
+
+        Args:
+          x0: current states ``(..., d)``.
+          x1: proposed next states ``(..., d)`` (broadcast against ``x0``).
+          n_points: points on each segment, ends included (>= 2).
+
+        Returns:
+          A :class:`Decision` per move: ``energy`` is the highest energy on the segment,
+          ``reason`` the reason of the first blocked point, ``p_value`` the smallest.
+
+        Example:
+          >>> d = sh.transition(current, proposed)  # doctest: +SKIP
+        """
+        if int(n_points) < 2:
+            raise ValueError(f"n_points must be >= 2 (both ends), got {n_points}")
+        x0 = self._check_input(x0)
+        x1 = self._check_input(x1)
+        return _transition_jit(self, x0, x1, int(n_points))
+
+    def filter(self, x: ArrayLike) -> tuple[np.ndarray, Decision]:
+        """Keep only the allowed states (host side: the result's length depends on the data).
+
+        Args:
+          x: states ``(n, d)``, e.g. ``langevin`` result positions.
+
+        Returns:
+          ``(x[allow], decision)`` with ``x[allow]`` a NumPy array ``(m, d)``.
+        """
+        d = self(x)
+        keep = np.asarray(d.allow)
+        return np.asarray(x)[keep], d
+
+    # -- calibration ----------------------------------------------------------------------
+    @classmethod
+    def calibrate(
+        cls,
+        energy_fn: Callable[[Array], Array],
+        states: ArrayLike,
+        alpha: float = 0.01,
+        *,
+        tolerance: ArrayLike | None = None,
+        bounds: Any = "auto",
+        surrogate: Any = None,
+        provenance: dict | None = None,
+    ) -> Shield:
+        """A shield whose threshold is the split-conformal quantile of held-out energies.
+
+        With scores ``s_i = E(x_i)`` of ``n`` held-out in-distribution states (``+inf`` for a
+        state the shield blocks for another reason: not finite, out of bounds, too uncertain),
+        the threshold is the ``k``-th smallest score, ``k = ceil((n + 1)(1 - alpha))``. For a new
+        state exchangeable with the calibration states,
+
+            P(blocked) = P(s(x) > s_(k)) <= 1 - k / (n + 1) <= alpha,
+
+        averaged over the calibration draw (for continuous energies it is also
+        ``>= alpha - 1/(n+1)``). What it does not cover: states from another distribution (it
+        bounds false blocks, not missed dangers), any one calibration draw (the rate given the
+        calibration set is random, Beta(n + 1 - k, k)), or trajectories (a per-state filter:
+        use :meth:`transition` for moves). The map must not have been built from these states.
+
+        Args:
+          energy_fn: as for :class:`Shield`.
+          states: held-out in-distribution states ``(n, d)``.
+          alpha: the allowed false-block probability, in (0, 1).
+          tolerance, bounds, surrogate, provenance: as for :class:`Shield`.
+
+        Returns:
+          A calibrated :class:`Shield` (with ``scores``, so decisions carry p-values).
+
+        Raises:
+          ValueError: too few states for ``alpha`` (needs ``n >= ceil(1/alpha - 1)``), bad
+            shapes, or a quantile that falls on blocked states (threshold would be infinite).
+
+        Example:
+          >>> sh = energy.Shield.calibrate(m, held_out, alpha=0.05)  # doctest: +SKIP
+        """
+        x = np.asarray(states)
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"calibration states must be numeric, got dtype {x.dtype}")
+        if x.ndim != 2:
+            raise ValueError(f"calibration states must have shape (n, d), got {x.shape}")
+        n = x.shape[0]
+        k = conformal_rank(n, alpha)
+        probe = cls(
+            energy_fn,
+            threshold=jnp.inf,
+            tolerance=tolerance,
+            bounds=bounds,
+            surrogate=surrogate,
+        )
+        d = probe(x)
+        reason = np.asarray(d.reason)
+        energy = np.asarray(d.energy)
+        scores = np.where(reason == Reason.ALLOWED, energy, np.inf).astype(energy.dtype)
+        scores.sort()
+        threshold = scores[k - 1]
+        counts = {r.name.lower(): int(np.sum(reason == r)) for r in Reason}
+        if not np.isfinite(threshold):
+            raise ValueError(
+                f"calibration: {n - counts['allowed']} of {n} states are blocked whatever the "
+                f"threshold ({counts}); the {k}-th smallest score is infinite for alpha={alpha}. "
+                f"Check that the states are in-distribution and inside the map's bounds"
+            )
+        prov = dict(provenance or {})
+        prov["calibration"] = {
+            "n": int(n),
+            "alpha": float(alpha),
+            "rank": int(k),
+            "threshold": float(threshold),
+            "blocked_per_reason": counts,
+        }
+        return cls(
+            energy_fn,
+            threshold=threshold,
+            tolerance=tolerance,
+            bounds=bounds,
+            surrogate=surrogate,
+            scores=scores,
+            alpha=alpha,
+            provenance=prov,
+        )
+
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str) -> str:
+        """Write the map and its calibration to one ``.npz`` file, atomically.
+
+        The file is the map's container (its energies and metadata, checksum included) with the
+        format ``groundstate.shield``, the sorted calibration scores (``shield_scores``) and a
+        ``shield`` metadata entry (threshold, alpha, n, rank, tolerance, bounds, provenance,
+        checksum of the scores). Only shields over an ``EnergyMap`` without a surrogate can be
+        saved (a surrogate is an orbax checkpoint directory: save it with ``s.save``).
+
+        Args:
+          path: the file to write.
+
+        Returns:
+          The path written.
+
+        Example:
+          >>> sh.save("shield.npz"); sh2 = energy.Shield.load("shield.npz")  # doctest: +SKIP
+        """
+        m = self.energy_fn
+        if not isinstance(m, EnergyMap):
+            raise ValueError(
+                f"only a shield over an EnergyMap can be saved, this one guards a "
+                f"{type(m).__name__}: keep its threshold ({float(self.threshold)}) instead"
+            )
+        if self.surrogate is not None or self.tolerance is not None:
+            raise ValueError("a shield with a surrogate/tolerance cannot be saved in one .npz file")
+        meta = m.metadata()
+        meta["format"] = SHIELD_FORMAT
+        bounds = None
+        if self.lo is not None:
+            bounds = [[float(a), float(b)] for a, b in zip(self.lo, self.hi, strict=True)]
+        shield = {
+            "threshold": float(self.threshold),
+            "alpha": self.alpha,
+            "n": self.n_calibration,
+            "bounds": bounds,
+            "provenance": self.provenance,
+            "scores_checksum": None,
+        }
+        arrays = {"energies": np.asarray(m.values)}
+        if self.scores is not None:
+            scores = np.asarray(self.scores)
+            arrays["shield_scores"] = scores
+            shield["scores_checksum"] = _io.checksum(scores)
+        meta["shield"] = shield
+        return str(_io.write_npz_atomic(path, arrays, meta))
+
+    @classmethod
+    def load(cls, path: str) -> Shield:
+        """Load a shield written by :meth:`save`: the map and its calibration, validated.
+
+        Raises:
+          MapFileError: naming the file and what is wrong (format, checksums, malformed
+            calibration).
+        """
+        err = _io.MapFileError
+        arrays, meta = _io.read_npz(path, SHIELD_FORMAT)
+        m = map_from_arrays(path, arrays, meta, extra=("shield_scores",))
+        sh = meta.get("shield")
+        if not isinstance(sh, dict):
+            raise err(f"{path}: no 'shield' entry in the metadata")
+        t = sh.get("threshold")
+        if not isinstance(t, (int, float)) or math.isnan(t):
+            raise err(f"{path}: shield threshold must be a number, got {t!r}")
+        scores = arrays.get("shield_scores")
+        n = sh.get("n")
+        if scores is not None:
+            if scores.ndim != 1 or scores.dtype.kind != "f" or np.isnan(scores).any():
+                raise err(f"{path}: shield_scores must be a 1-D float array without NaN")
+            if _io.checksum(scores) != sh.get("scores_checksum"):
+                raise err(f"{path}: checksum mismatch: shield_scores are not the saved ones")
+            if n != scores.shape[0]:
+                raise err(f"{path}: shield n={n!r} but {scores.shape[0]} calibration scores")
+            if np.any(np.diff(scores) < 0):
+                raise err(f"{path}: shield_scores are not sorted")
+        elif n is not None:
+            raise err(f"{path}: shield n={n!r} but no shield_scores array")
+        alpha = sh.get("alpha")
+        if alpha is not None and not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+            raise err(f"{path}: shield alpha must be in (0, 1), got {alpha!r}")
+        bounds = sh.get("bounds")
+        try:
+            return cls(
+                m,
+                threshold=t,
+                bounds=bounds,
+                scores=scores,
+                alpha=alpha,
+                provenance=sh.get("provenance") or {},
+            )
+        except ValueError as exc:
+            raise err(f"{path}: {exc}") from exc
+
+class _Static:
+    """Hashable-by-identity wrapper: a non-array object (a plain function) in aux data."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Static) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
+def _split(obj: Any) -> tuple[Any, _Static | None]:
+    """``(obj, None)`` when obj is a pytree of arrays (an EnergyMap), else ``(None, static)``."""
+    if obj is None:
+        return None, None
+    leaves = jax.tree_util.tree_leaves(obj)
+    if leaves and all(isinstance(v, (jax.Array, np.ndarray, np.generic)) for v in leaves):
+        return obj, None
+    return None, _Static(obj)
+
+
+class _Meta:
+    """Alpha and provenance in aux data: they never change a decision, so every ``_Meta``
+    compares equal (a calibrated shield with another provenance reuses the compiled call)."""
+
+    __slots__ = ("alpha", "provenance")
+
+    def __init__(self, alpha: float | None, provenance: dict):
+        self.alpha = alpha
+        self.provenance = provenance
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Meta)
+
+    def __hash__(self) -> int:
+        return hash(_Meta)
+
+
+@jax.jit
+def _decide_jit(shield: Shield, x: Array) -> Decision:
+    """Jitted decision rule over a shield pytree."""
+    return shield._decide(x)
+
+
+def _transition_impl(shield: Shield, x0: Array, x1: Array, n_points: int) -> Decision:
+    """Decide moves by the decisions at ``n_points`` points on each segment."""
+    x0, x1 = jnp.broadcast_arrays(x0, x1)
+    t = jnp.linspace(0.0, 1.0, n_points, dtype=x0.dtype)[:, None]
+    pts = x0[..., None, :] + t * (x1 - x0)[..., None, :]  # (..., n_points, d)
+    # Exact end points (x0 + 1 * (x1 - x0) can differ from x1 in the last bit).
+    pts = pts.at[..., -1, :].set(x1)
+    d = shield._decide(pts)
+    allow = jnp.all(d.allow, axis=-1)
+    first = jnp.argmax(~d.allow, axis=-1)
+    reason = jnp.take_along_axis(d.reason, first[..., None], axis=-1)[..., 0]
+    reason = jnp.where(allow, Reason.ALLOWED, reason).astype(jnp.int32)
+    return Decision(
+        allow=allow,
+        energy=jnp.max(d.energy, axis=-1),
+        reason=reason,
+        p_value=jnp.min(d.p_value, axis=-1),
+    )
+
+
+_transition_jit = jax.jit(_transition_impl, static_argnums=3)
+
+
+
+def _json_number(v: float) -> float | str:
+    """A float for JSON: non-finite values as the strings "nan", "inf", "-inf"."""
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
+
+
+class ShieldLog:
+    """Counters per reason across calls, and an optional JSON-lines audit log of blocked states.
+
+    Host side (outside jit): each :meth:`record` adds the decision's counts per reason and, with
+    a ``path``, appends one JSON object per blocked state
+    ``{"time", "state", "reason", "reason_code", "energy", "p_value", ...context}`` (non-finite
+    numbers as the strings ``"nan"``, ``"inf"``).
+
+    Args:
+      path: the audit log file (appended to), or None for counters only.
+
+    Example:
+      >>> log = ShieldLog("blocked.jsonl")  # doctest: +SKIP
+      >>> d = log.record(x, sh(x), step=17)  # doctest: +SKIP
+      >>> log.counts  # doctest: +SKIP
+      {'allowed': 95, 'above_threshold': 4, 'out_of_bounds': 1, ...}
+    """
+
+    def __init__(self, path: str | None = None):
+        self.path = path
+        self._counts = np.zeros(N_REASONS, dtype=np.int64)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """States seen per reason name since the log was made."""
+        return {r.name.lower(): int(self._counts[r]) for r in Reason}
+
+    @property
+    def total(self) -> int:
+        """States seen."""
+        return int(self._counts.sum())
+
+    def record(self, x: ArrayLike, decision: Decision, **context: Any) -> Decision:
+        """Count ``decision`` and log its blocked states; returns ``decision`` unchanged."""
+        import json
+        import time
+
+        reason = np.asarray(decision.reason).ravel()
+        self._counts += np.bincount(reason, minlength=N_REASONS)[:N_REASONS]
+        if self.path is None:
+            return decision
+        blocked = np.flatnonzero(~np.asarray(decision.allow).ravel())
+        if blocked.size == 0:
+            return decision
+        xs = np.asarray(x, dtype=np.float64)
+        xs = xs.reshape(-1, xs.shape[-1])
+        energy = np.asarray(decision.energy).ravel()
+        p = np.asarray(decision.p_value).ravel()
+        now = time.time()
+        with open(self.path, "a", encoding="utf-8") as f:
+            for i in blocked:
+                rec = {
+                    "time": now,
+                    "state": [_json_number(v) for v in xs[i]],
+                    "reason": Reason(int(reason[i])).name.lower(),
+                    "reason_code": int(reason[i]),
+                    "energy": _json_number(energy[i]),
+                    "p_value": _json_number(p[i]),
+                    **context,
+                }
+                f.write(json.dumps(rec, allow_nan=False) + "\n")
+        return decision
