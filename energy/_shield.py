@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _io
+from . import _io, _shield_kernel
 from ._map import EnergyMap, map_from_arrays
 
 SHIELD_FORMAT = "groundstate.shield"
@@ -242,12 +242,18 @@ class Shield:
         self.scores = scores
         self.alpha = None if alpha is None else float(alpha)
         self.provenance = dict(provenance or {})
+        # Which of energy_fn / surrogate are array pytrees (leaves) or static, decided once.
+        self._parts = (*_split(energy_fn), *_split(surrogate))
+        # Hot path for a linear map: a per-cell corner table (see _shield_kernel).
+        self._cells = None
+        if isinstance(energy_fn, EnergyMap) and energy_fn.method == "linear":
+            cells = _shield_kernel.cell_table(np.asarray(energy_fn.values))
+            self._cells = None if cells is None else jnp.asarray(cells)
 
     # -- pytree ---------------------------------------------------------------------------
     def tree_flatten(self):
         """Arrays (and a pytree energy_fn such as an EnergyMap) are leaves; the rest static."""
-        fn_dyn, fn_static = _split(self.energy_fn)
-        sur_dyn, sur_static = _split(self.surrogate)
+        fn_dyn, fn_static, sur_dyn, sur_static = self._parts
         children = (
             fn_dyn,
             self.threshold,
@@ -256,6 +262,7 @@ class Shield:
             self.hi,
             sur_dyn,
             self.scores,
+            self._cells,
         )
         return children, (fn_static, sur_static, _Meta(self.alpha, self.provenance))
 
@@ -263,11 +270,14 @@ class Shield:
     def tree_unflatten(cls, aux, children):
         """Rebuild without re-validating (children may be tracers)."""
         obj = object.__new__(cls)
-        fn_dyn, obj.threshold, obj.tolerance, obj.lo, obj.hi, sur_dyn, obj.scores = children
+        fn_dyn, obj.threshold, obj.tolerance, obj.lo, obj.hi, sur_dyn, obj.scores, obj._cells = (
+            children
+        )
         fn_static, sur_static, meta = aux
         obj.energy_fn = fn_dyn if fn_static is None else fn_static.value
         obj.surrogate = sur_dyn if sur_static is None else sur_static.value
         obj.alpha, obj.provenance = meta.alpha, meta.provenance
+        obj._parts = (fn_dyn, fn_static, sur_dyn, sur_static)
         return obj
 
     # -- properties -----------------------------------------------------------------------
@@ -280,7 +290,7 @@ class Shield:
     def ndim(self) -> int | None:
         """Dimension ``d`` of a state when known (from the bounds or the map)."""
         if self.lo is not None:
-            return int(self.lo.shape[0])
+            return self.lo.shape[0]
         nd = getattr(self.energy_fn, "ndim", None)
         return int(nd) if isinstance(nd, (int, np.integer)) else None
 
@@ -304,14 +314,17 @@ class Shield:
         return _decide_jit(self, x)
 
     def _check_input(self, x: ArrayLike) -> Array:
-        """Convert to a float array and check the trailing dimension (static, trace-safe)."""
-        if not isinstance(x, jax.Array):
+        """A float array with the right trailing dimension (static checks, trace-safe).
+
+        NumPy input stays NumPy: the jitted call transfers it (cheaper than ``jnp.asarray``).
+        """
+        if not isinstance(x, (jax.Array, np.ndarray)):
             x = np.asarray(x)
-            if x.dtype.kind not in "fiub":
+        kind = x.dtype.kind
+        if kind != "f":
+            if kind not in "iub":
                 raise ValueError(f"states must be numeric, got dtype {x.dtype}")
-        x = jnp.asarray(x)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            x = x.astype(jnp.float32)
+            x = x.astype(np.float32)
         if x.ndim == 0:
             raise ValueError("states must have shape (..., d), got a scalar")
         nd = self.ndim
@@ -329,7 +342,12 @@ class Shield:
         else:
             safe = jnp.where(finite[..., None], x, jnp.zeros((), x.dtype))
             inside = jnp.ones(finite.shape, bool)
-        e = _call_energy(self.energy_fn, safe)
+        if self._cells is not None:
+            m = self.energy_fn
+            xs = safe.astype(jnp.promote_types(safe.dtype, self._cells.dtype))
+            e = _shield_kernel.cell_energy(self._cells, m.shape, m.lo, m.hi, xs)
+        else:
+            e = _call_energy(self.energy_fn, safe)
         e = jnp.broadcast_to(e, finite.shape)
         judged_inside = inside
         if self.surrogate is not None:
@@ -377,8 +395,8 @@ class Shield:
         return ((n - below + 1) / (n + 1)).astype(score.dtype)
 
     def allow(self, x: ArrayLike) -> Array:
-        """Just the booleans: ``self(x).allow``."""
-        return self(x).allow
+        """Just the booleans, ``self(x).allow``, compiled without the p-values (faster)."""
+        return _allow_jit(self, self._check_input(x))
 
     def transition(self, x0: ArrayLike, x1: ArrayLike, n_points: int = 33) -> Decision:
         """Check moves ``x0 -> x1`` along the straight segment, not only their end points.
@@ -651,6 +669,12 @@ class _Meta:
 def _decide_jit(shield: Shield, x: Array) -> Decision:
     """Jitted decision rule over a shield pytree."""
     return shield._decide(x)
+
+
+@jax.jit
+def _allow_jit(shield: Shield, x: Array) -> Array:
+    """Jitted allow-only rule: XLA drops the unused energy/p-value outputs."""
+    return shield._decide(x).allow
 
 
 def _transition_impl(shield: Shield, x0: Array, x1: Array, n_points: int) -> Decision:

@@ -50,7 +50,8 @@ class Surrogate:
         surrogate, the data standard deviation for a samples surrogate).
       noise_levels: (L,) decreasing relative noise levels that `energy_at` understands.
       members: ensemble size K.
-      bounds: ((lo, hi), ...) the box it was trained on.
+      bounds: ((lo, hi), ...) the box it was trained on (the map's bounds or the data range).
+      lo, hi: (d,) the map's box for a map surrogate (samplers reflect there); None otherwise.
       provenance: a JSON-able dict (what it was trained on, settings, loss log).
     """
 
@@ -66,8 +67,8 @@ class Surrogate:
         e_shift: ArrayLike,
         e_scale: ArrayLike,
         noise_levels: ArrayLike,
-        lo: ArrayLike,
-        hi: ArrayLike,
+        box_lo: ArrayLike,
+        box_hi: ArrayLike,
         kind: str,
         c_floor: float,
         c_mean: float,
@@ -87,8 +88,8 @@ class Surrogate:
         self.e_shift = e_shift
         self.e_scale = e_scale
         self.noise_levels = noise_levels
-        self.lo = lo
-        self.hi = hi
+        self.box_lo = box_lo
+        self.box_hi = box_hi
         self.kind = kind
         self.c_floor = float(c_floor)
         self.c_mean = float(c_mean)
@@ -98,7 +99,17 @@ class Surrogate:
         self._provenance = provenance if isinstance(provenance, str) else json.dumps(provenance)
 
     # -- pytree -------------------------------------------------------------------------------
-    _LEAVES = ("params", "loc", "norm", "scale", "e_shift", "e_scale", "noise_levels", "lo", "hi")
+    _LEAVES = (
+        "params",
+        "loc",
+        "norm",
+        "scale",
+        "e_shift",
+        "e_scale",
+        "noise_levels",
+        "box_lo",
+        "box_hi",
+    )
     _STATIC = ("graphdef", "config", "kind", "c_floor", "c_mean", "c_std", "names", "units")
 
     def tree_flatten(self):
@@ -131,10 +142,23 @@ class Surrogate:
 
     @property
     def bounds(self) -> tuple[tuple[float, float], ...]:
-        """The box it was trained on, ((lo_1, hi_1), ...)."""
-        return tuple(
-            (float(a), float(b)) for a, b in zip(np.asarray(self.lo), np.asarray(self.hi), strict=True)
-        )
+        """The box it was trained on, ((lo_1, hi_1), ...): the map's bounds or the data range."""
+        lo, hi = np.asarray(self.box_lo, np.float64), np.asarray(self.box_hi, np.float64)
+        return tuple((float(a), float(b)) for a, b in zip(lo, hi, strict=True))
+
+    @property
+    def lo(self) -> jax.Array | None:
+        """Lower bounds (d,) of a map surrogate (its map's); None for a samples surrogate.
+
+        Samplers treat lo/hi as a box to stay in: a samples surrogate has none (its energy
+        rises quadratically away from the data instead).
+        """
+        return self.box_lo if self.kind == "map" else None
+
+    @property
+    def hi(self) -> jax.Array | None:
+        """Upper bounds (d,) of a map surrogate; None for a samples surrogate (see `lo`)."""
+        return self.box_hi if self.kind == "map" else None
 
     @property
     def provenance(self) -> dict:
@@ -175,8 +199,8 @@ class Surrogate:
             return raw + 0.5 * jnp.sum(v * v) - self.e_shift
         s = jnp.maximum(sigma, 0.0)
         raw = apply_ensemble(self.graphdef, self.params, u, self._cond(s))
-        width = self.hi - self.lo
-        excess = (jnp.maximum(self.lo - x, 0.0) + jnp.maximum(x - self.hi, 0.0)) / width
+        width = self.box_hi - self.box_lo
+        excess = (jnp.maximum(self.box_lo - x, 0.0) + jnp.maximum(x - self.box_hi, 0.0)) / width
         barrier = BARRIER * self.e_scale * jnp.sum(excess * excess)
         return self.e_shift + self.e_scale * raw + barrier
 
