@@ -90,17 +90,23 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray],
     if path.is_dir():
         raise MapFileError(f"{path}: is a directory, not a .npz file")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+            fh.seek(0)
+            if head == b"\x93NUMPY":
                 raise MapFileError(f"{path}: a single .npy array, not a .npz {kind} file")
-            arrays = {}
-            for name in f.files:
-                try:
-                    arrays[name] = f[name]
-                except ValueError as err:
-                    raise MapFileError(
-                        f"{path}: array {name!r} holds pickled objects, which are refused"
-                    ) from err
+            if head[:4] != b"PK\x03\x04":
+                raise MapFileError(f"{path}: not a .npz file (no zip header; random or wrong bytes)")
+            # np.load on our own handle: the handle is closed however reading fails.
+            with np.load(fh, allow_pickle=False) as f:
+                arrays = {}
+                for name in f.files:
+                    try:
+                        arrays[name] = f[name]
+                    except ValueError as err:
+                        raise MapFileError(
+                            f"{path}: array {name!r} holds pickled objects, which are refused"
+                        ) from err
     except MapFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:

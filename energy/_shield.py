@@ -333,24 +333,39 @@ class Shield:
         return x
 
     def _decide(self, x: Array) -> Decision:
-        """The pure decision rule (traced inside jit)."""
-        finite = jnp.all(jnp.isfinite(x), axis=-1)
+        """The pure decision rule (traced inside jit).
+
+        Per-coordinate checks run on columns (``x[..., j]``): XLA on CPU vectorises a reduction
+        over a short minor axis poorly.
+        """
+        d = x.shape[-1]
+        cols = [x[..., j] for j in range(d)]
+        finite = jnp.isfinite(cols[0])
+        for c in cols[1:]:
+            finite = finite & jnp.isfinite(c)
         if self.lo is not None:
             # A safe stand-in for rows with NaN/inf, so they cannot poison anything downstream.
-            safe = jnp.where(finite[..., None], x, self.lo.astype(x.dtype))
-            inside = jnp.all((safe >= self.lo) & (safe <= self.hi), axis=-1)
+            cols = [jnp.where(finite, c, self.lo[j].astype(c.dtype)) for j, c in enumerate(cols)]
+            inside = finite
+            for j, c in enumerate(cols):
+                inside = inside & (c >= self.lo[j]) & (c <= self.hi[j])
         else:
-            safe = jnp.where(finite[..., None], x, jnp.zeros((), x.dtype))
+            cols = [jnp.where(finite, c, jnp.zeros((), c.dtype)) for c in cols]
             inside = jnp.ones(finite.shape, bool)
         if self._cells is not None:
             m = self.energy_fn
-            xs = safe.astype(jnp.promote_types(safe.dtype, self._cells.dtype))
-            e = _shield_kernel.cell_energy(self._cells, m.shape, m.lo, m.hi, xs)
+            dt = jnp.promote_types(x.dtype, self._cells.dtype)
+            cols_e = [c.astype(dt) for c in cols]
+            e = _shield_kernel.cell_energy(self._cells, m.shape, m.lo, m.hi, cols_e)
+            safe = None
         else:
+            safe = jnp.stack(cols, axis=-1)
             e = _call_energy(self.energy_fn, safe)
         e = jnp.broadcast_to(e, finite.shape)
         judged_inside = inside
         if self.surrogate is not None:
+            if safe is None:
+                safe = jnp.stack(cols, axis=-1)
             e = jnp.where(inside, e, _call_energy(self.surrogate, safe))
             u = jnp.where(inside, 0.0, jnp.asarray(self.surrogate.uncertainty(safe), e.dtype))
             judged_inside = jnp.ones_like(inside)
@@ -378,7 +393,8 @@ class Shield:
                 ),
             ),
         ).astype(jnp.int32)
-        allow = reason == Reason.ALLOWED
+        # Equal to reason == ALLOWED, written directly so that an allow-only call skips reason.
+        allow = finite & judged_inside & ~bad_value & ~uncertain & ~above
         energy = jnp.where(finite, e, jnp.inf)
         # The conformal score: the energy, +inf for every block that is not an energy block.
         hard = (reason != Reason.ALLOWED) & (reason != Reason.ABOVE_THRESHOLD)
