@@ -93,9 +93,10 @@ class EnergyMap:
     Between nodes the energy is multilinear (``method="linear"``, equal to
     ``scipy.interpolate.RegularGridInterpolator(method="linear")``) or a C2 cubic B-spline
     (``method="cubic"``, equal to ``scipy.ndimage.map_coordinates(order=3, mode="mirror")``).
-    Outside the bounds the energy at the nearest face point is increased by
-    ``sum_j sqrt(r_j^2 + 1) - 1`` with ``r_j`` the distance beyond face j in grid cells: finite for any
-    finite input, rising one nat per cell, with a gradient pointing back into the box.
+    Outside the bounds the energy at the nearest point of the box is increased by
+    ``sum_j r_j^2 / (1 + r_j)`` with ``r_j`` the distance beyond face j in grid cells: zero with zero
+    slope at the face, then rising one nat per cell; finite for any finite input, with a gradient
+    pointing back into the box.
 
     The density is ``P(x) = exp(-E(x)) / Z`` with ``log Z`` by quadrature over the bounds
     (`log_z`; 0 up to quadrature error for maps built from samples or counts).
