@@ -1,0 +1,529 @@
+"""The crawler: find files, fan them out to workers, merge the counts, resume after a crash."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import glob
+import math
+import multiprocessing
+import os
+import stat
+import sys
+
+import numpy as np
+
+from ._profiles import resolve_vars
+from ._report import IngestReport
+from ._state import CrawlState
+from ._work import DROP_REASONS, FileResult, FileTask, fingerprint, process_file
+
+__all__ = ["Counts", "EmptyCrawlError", "count", "discover", "ingest", "state_path"]
+
+
+class EmptyCrawlError(ValueError):
+    """A crawl that counted no rows at all; ``report`` says what was skipped and dropped."""
+
+    def __init__(self, message: str, report: IngestReport):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass
+class Counts:
+    """A crawl's histogram on the map's node grid, ready for ``EnergyMap.from_counts``.
+
+    Attributes:
+        counts: int64 array of shape ``bins``; bin k of axis i is centred on node k.
+        bounds: ``[(lo_i, hi_i)]`` node bounds, in the asked units.
+        names, units: one per variable (a unit is None when none was asked nor stated).
+        report: the :class:`IngestReport`.
+        profile: the profile's name, or None.
+    """
+
+    counts: np.ndarray
+    bounds: list[tuple[float, float]]
+    names: list[str]
+    units: list[str | None]
+    report: IngestReport
+    profile: str | None = None
+
+    def provenance(self) -> dict:
+        """A JSON-able provenance dict: files, rows per reason, profile, units."""
+        prov = {"source": "ingest", "profile": self.profile}
+        prov.update(self.report.to_dict())
+        return prov
+
+
+def state_path(output: str | os.PathLike) -> str:
+    """Where the resumable state of a crawl writing ``output`` lives (beside it)."""
+    return os.fspath(output) + ".ingest-state"
+
+
+# ---------------------------------------------------------------------------------- discovery
+def _inside(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def discover(roots, exclude=()) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """Files under the roots (directories, files or glob patterns), sorted, each listed once.
+
+    Hidden entries (names starting with ``.``) are left out. Symbolic links are followed only
+    while they stay inside the roots, and every directory is entered once (so link loops end).
+
+    Args:
+        roots: paths or glob patterns (``**`` recursive).
+        exclude: paths to leave out (the output and the crawl state).
+
+    Returns:
+        ``(files, skipped)``: ``(path, size)`` pairs and ``(path, reason)`` pairs.
+
+    Raises:
+        ValueError: a root that does not exist (naming it).
+    """
+    if isinstance(roots, str | os.PathLike):
+        roots = [roots]
+    entries = []
+    for root in roots:
+        root = os.fspath(root)
+        if os.path.lexists(root):
+            entries.append(root)
+            continue
+        hits = sorted(glob.glob(root, recursive=True)) if glob.has_magic(root) else []
+        if not hits:
+            raise ValueError(f"ingest root {root!r} does not exist")
+        entries.extend(hits)
+    entries = [os.path.abspath(e) for e in entries]
+    root_dirs = [os.path.realpath(e) for e in entries if os.path.isdir(e)]
+    excluded = {os.path.realpath(os.fspath(p)) for p in exclude}
+    files: dict[str, tuple[str, int]] = {}
+    skipped: list[tuple[str, str]] = []
+    visited: set[str] = set()
+
+    def add_file(path: str, real: str):
+        if real in excluded or real in files:
+            return
+        try:
+            st = os.stat(real)
+        except OSError as err:
+            skipped.append((path, f"unreadable: {err.strerror}"))
+            return
+        if stat.S_ISREG(st.st_mode):
+            files[real] = (path, st.st_size)
+
+    def walk(folder: str):
+        real = os.path.realpath(folder)
+        if real in visited or real in excluded:
+            return
+        visited.add(real)
+        try:
+            with os.scandir(folder) as it:
+                items = sorted(it, key=lambda e: e.name)
+        except PermissionError:
+            skipped.append((folder, "permission denied"))
+            return
+        except OSError as err:
+            skipped.append((folder, f"unreadable: {err.strerror}"))
+            return
+        for item in items:
+            if item.name.startswith("."):
+                continue
+            target = os.path.realpath(item.path)
+            if item.is_symlink():
+                if not os.path.exists(target):
+                    skipped.append((item.path, "broken symbolic link"))
+                    continue
+                if not _inside(target, root_dirs):
+                    skipped.append((item.path, "symbolic link out of the roots"))
+                    continue
+            if os.path.isdir(target):
+                walk(item.path)
+            else:
+                add_file(item.path, target)
+
+    for entry in entries:
+        if os.path.isdir(entry):
+            walk(entry)
+        else:
+            add_file(entry, os.path.realpath(entry))
+    out = sorted(files.values())
+    return out, sorted(skipped)
+
+
+# ---------------------------------------------------------------------------------- execution
+def _pool(workers: int):
+    # forkserver (spawn on platforms without it): a fresh interpreter per worker, never a fork
+    # of a process that may hold JAX threads or open HDF5 handles.
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # The server imports the readers (NumPy, h5py, boost-histogram) once; each worker is a
+        # fork of it and starts warm instead of paying ~1 s of imports.
+        ctx.set_forkserver_preload(["ingest._warm"])
+    else:  # pragma: no cover - Windows, some macOS builds
+        ctx = multiprocessing.get_context("spawn")
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _run(tasks, executor, workers, on_result):
+    """Run ``process_file`` over tasks (inline, in a pool, or in a given executor)."""
+    tasks = list(tasks)
+    if not tasks:
+        return
+    own = None
+    if executor is None:
+        n = min(workers or os.cpu_count() or 1, len(tasks))
+        if n <= 1:
+            for task in tasks:
+                on_result(process_file(task))
+            return
+        executor = own = _pool(n)
+    # A bounded window of submitted files keeps the partial results in memory small.
+    window = max(4, 2 * (workers or os.cpu_count() or 1))
+    try:
+        it = iter(tasks)
+        pending = set()
+        for task in it:
+            pending.add(executor.submit(process_file, task))
+            if len(pending) >= window:
+                break
+        while pending:
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                on_result(fut.result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.add(executor.submit(process_file, nxt))
+    finally:
+        if own is not None:
+            own.shutdown(wait=True, cancel_futures=True)
+
+
+class _Progress:
+    """A tqdm bar (bytes, files) on a terminal; else ``[k/n] PATH`` lines on stderr."""
+
+    def __init__(self, mode, n_files: int, k0: int, total_bytes: int, bytes0: int, desc="ingest"):
+        if mode is None:
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode, self.n, self.k = mode, n_files, k0
+        self.bar = None
+        if mode == "bar":
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total_bytes,
+                initial=bytes0,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=desc,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+            self.bar.set_postfix_str(f"files {k0}/{n_files}")
+
+    def update(self, path: str, size: int):
+        self.k += 1
+        if self.mode == "lines":
+            print(f"[{self.k}/{self.n}] {path}", file=sys.stderr, flush=True)
+        elif self.bar is not None:
+            self.bar.update(size)
+            self.bar.set_postfix_str(f"files {self.k}/{self.n}", refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------------------------- the crawl
+def _check_bounds(bounds, d: int):
+    if bounds is None:
+        return [None] * d
+    bounds = list(bounds)
+    if len(bounds) != d:
+        raise ValueError(f"bounds: {len(bounds)} pairs for {d} variables")
+    out = []
+    for i, b in enumerate(bounds):
+        if b is None:
+            out.append(None)
+            continue
+        lo, hi = (float(v) for v in b)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"bounds of variable {i}: expected finite lo < hi, got {b!r}")
+        out.append((lo, hi))
+    return out
+
+
+def _check_bins(bins, d: int) -> tuple[int, ...]:
+    shape = (bins,) * d if np.ndim(bins) == 0 else tuple(bins)
+    if len(shape) != d or any(int(n) != n or n < 2 for n in shape):
+        raise ValueError(f"bins: expected an integer >= 2 per variable, got {bins!r}")
+    return tuple(int(n) for n in shape)
+
+
+def _edges(bounds, shape):
+    from energy import bin_edges  # the map's own definition of bins centred on nodes
+
+    return tuple(np.asarray(e, dtype=np.float64) for e in bin_edges(bounds, shape))
+
+
+def count(
+    roots,
+    variables,
+    *,
+    profile=None,
+    bins=64,
+    bounds=None,
+    workers: int | None = None,
+    executor: cf.Executor | None = None,
+    state: str | os.PathLike | None = None,
+    progress: str | bool | None = None,
+    exclude=(),
+) -> Counts:
+    """Crawl the roots and count the asked variables into a histogram on the map's node grid.
+
+    Rows are the aligned records of a file; a row with a missing value in any variable, a
+    value outside a profile's physical range or outside the bounds is dropped and counted by
+    reason. Bin k of axis i covers ``[lo_i + (k - 1/2) dx_i, lo_i + (k + 1/2) dx_i)`` with
+    ``dx_i = (hi_i - lo_i) / (bins_i - 1)`` (``energy.bin_edges``). Bounds come from
+    ``bounds``, else the profile, else a first pass over the data (its extremes).
+
+    Args:
+        roots: directories, files or glob patterns.
+        variables: ``"NAME[:UNIT]"`` strings (or ``(name, unit)`` pairs), in axis order.
+        profile: a shipped profile name (``"grid"``, ``"casting"``, ``"wind"``), a TOML path or
+            None.
+        bins: bins (= map nodes) per axis, one int or one per variable.
+        bounds: ``[(lo, hi)]`` per variable in the asked units (an entry may be None).
+        workers: local processes (default: all cores; 1 reads in this process).
+        executor: any ``concurrent.futures.Executor`` (e.g. ``dask`` ``client.get_executor()``);
+            it overrides ``workers``.
+        state: folder of the resumable state (None: not resumable).
+        progress: None (a bar on a terminal, else lines), ``"bar"``, ``"lines"`` or False.
+        exclude: paths the crawl leaves out.
+
+    Returns:
+        :class:`Counts`.
+
+    Raises:
+        EmptyCrawlError: no row was counted (the report says why).
+        ValueError: bad arguments, unknown profile or unit, a missing root.
+
+    Example:
+        >>> c = count("lake/", ["wind_speed:m/s", "power:kW"], profile="wind")  # doctest: +SKIP
+        >>> c.counts.shape
+        (64, 64)
+    """
+    roots = [roots] if isinstance(roots, str | os.PathLike) else list(roots)
+    specs = resolve_vars(variables, profile)
+    prof_name = None
+    if profile is not None:
+        from ._profiles import Profile, load_profile
+
+        prof = profile if isinstance(profile, Profile) else load_profile(profile)
+        prof_name = prof.name
+    d = len(specs)
+    shape = _check_bins(bins, d)
+    asked = _check_bounds(bounds, d)
+    wanted = [a if a is not None else s.bounds for a, s in zip(asked, specs, strict=True)]
+    if progress is False:
+        progress = "off"
+    excl = list(exclude) + ([state] if state is not None else [])
+    files, pre_skipped = discover(roots, exclude=excl)
+    config = {
+        "version": 1,
+        "roots": sorted(os.path.abspath(os.fspath(r)) for r in roots),
+        "variables": [dataclasses.asdict(s) for s in specs],
+        "bins": list(shape),
+        "bounds": [list(b) if b is not None else None for b in wanted],
+    }
+    st = CrawlState(os.fspath(state), config) if state is not None else None
+
+    # Bounds: asked, from the profile, stored by an interrupted run, or a pass over the data.
+    if any(b is None for b in wanted):
+        stored = st.load_bounds() if st is not None else None
+        if stored is None:
+            lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
+
+            # A bar on a terminal for this first pass; no "[k/n]" lines (those count the
+            # files counted into the map).
+            mode = "off" if progress not in (None, "bar") else progress
+            if mode is None and not sys.stderr.isatty():
+                mode = "off"
+            bar = _Progress(mode, len(files), 0, sum(s for _, s in files), 0, desc="bounds")
+
+            def on_extremes(res: FileResult):
+                if res.lo is not None:
+                    np.minimum(lo, res.lo, out=lo)
+                    np.maximum(hi, res.hi, out=hi)
+                bar.update(res.path, res.size)
+
+            tasks = [FileTask(p, tuple(specs), None) for p, _ in files]
+            try:
+                _run(tasks, executor, workers, on_extremes)
+            finally:
+                bar.close()
+            stored = []
+            for i in range(d):
+                if not (np.isfinite(lo[i]) and np.isfinite(hi[i])):
+                    stored = None
+                    break
+                a, b = float(lo[i]), float(hi[i])
+                if a == b:  # a constant: one unit either side, so the map has a width
+                    a, b = a - 0.5, b + 0.5
+                stored.append((a, b))
+            if stored is not None and st is not None:
+                st.save_bounds(stored)
+        if stored is not None:
+            wanted = [w if w is not None else s for w, s in zip(wanted, stored, strict=True)]
+    if any(b is None for b in wanted):
+        # No row survived anywhere: count with placeholder bounds so the report says why.
+        wanted = [w if w is not None else (0.0, 1.0) for w in wanted]
+    edges = _edges(wanted, shape)
+
+    # Counts are added as files finish (integers: exact in any order) and each file keeps only
+    # its report lines, so memory stays one histogram whatever the size of the lake.
+    total = np.zeros(int(np.prod(shape)), dtype=np.int64)
+    results: dict[str, FileResult] = {}
+
+    def add(res: FileResult):
+        if res.index is not None and res.index.size:
+            total[res.index] += res.counts
+        res.index = res.counts = None
+        results[res.path] = res
+
+    # Resume: keep the records of files unchanged since; recount the others.
+    present = {p for p, _ in files}
+    if st is not None:
+        for res in st.load():
+            if res.path not in present:
+                st.forget(res.path)
+                continue
+            try:
+                same = tuple(fingerprint(res.path)) == tuple(res.fingerprint)
+            except OSError:
+                same = False
+            if same:
+                add(res)
+            else:
+                st.forget(res.path)
+    resumed = len(results)
+    todo = [(p, s) for p, s in files if p not in results]
+    prog = _Progress(
+        None if progress is None else progress,
+        len(files),
+        resumed,
+        sum(s for _, s in files),
+        sum(res.size for res in results.values()),
+    )
+
+    def on_result(res: FileResult):
+        if st is not None:
+            st.save(res)
+        add(res)
+        prog.update(res.path, res.size)
+
+    try:
+        _run([FileTask(p, tuple(specs), edges) for p, _ in todo], executor, workers, on_result)
+    finally:
+        prog.close()
+
+    report = IngestReport(files_resumed=resumed)
+    report.files_skipped.extend(pre_skipped)
+    dropped = dict.fromkeys(DROP_REASONS, 0)
+    units_seen: dict[str, set] = {s.name: set() for s in specs}
+    for path in sorted(results):
+        res = results[path]
+        if res.skipped is not None:
+            report.files_skipped.append((path, res.skipped))
+            continue
+        report.files_read.append(path)
+        report.bytes_read += res.size
+        report.rows_used += res.rows_used
+        for k, v in res.dropped.items():
+            dropped[k] = dropped.get(k, 0) + int(v)
+        for k, v in res.units.items():
+            units_seen.setdefault(k, set()).add(v)
+    report.files_skipped.sort()
+    report.rows_dropped = {k: v for k, v in dropped.items() if v}
+    report.units = {k: sorted(v) for k, v in units_seen.items() if v}
+    units = []
+    for s in specs:
+        seen = report.units.get(s.name, [])
+        units.append(s.unit if s.unit is not None else (seen[0] if len(seen) == 1 else None))
+    if report.rows_used == 0:
+        where = ", ".join(os.fspath(r) for r in roots)
+        raise EmptyCrawlError(f"no rows counted from {where}:\n{report}", report)
+    return Counts(
+        counts=total.reshape(shape),
+        bounds=[tuple(map(float, b)) for b in wanted],
+        names=[s.name for s in specs],
+        units=units,
+        report=report,
+        profile=prof_name,
+    )
+
+
+def ingest(
+    roots,
+    variables,
+    *,
+    output: str | os.PathLike | None = None,
+    profile=None,
+    bins=64,
+    bounds=None,
+    smoothing=1.0,
+    workers: int | None = None,
+    executor: cf.Executor | None = None,
+    progress: str | bool | None = None,
+):
+    """Crawl a data lake into an energy map: ``E = -log p`` of the counted rows.
+
+    The map is ``energy.EnergyMap.from_counts(counts, bounds, smoothing, names, units,
+    provenance)`` of :func:`count`'s histogram. With ``output``, the crawl is resumable (its
+    state sits beside the output as ``OUT.ingest-state``, removed once the map is written):
+    running the same call again after a crash or ``kill -9`` finishes with exactly the counts
+    of an uninterrupted run.
+
+    Args:
+        roots: directories, files or glob patterns.
+        variables: ``"NAME[:UNIT]"`` strings, in axis order.
+        output: the ``.npz`` to write (atomically), or None.
+        profile, bins, bounds, workers, executor, progress: as in :func:`count`.
+        smoothing: Gaussian width in grid cells for ``from_counts``.
+
+    Returns:
+        ``(map, report)``: the ``energy.EnergyMap`` and the :class:`IngestReport`.
+
+    Example:
+        >>> m, report = ingest("lake/", ["ws:m/s", "p:kW"], profile="wind",
+        ...                    output="wind.npz")  # doctest: +SKIP
+        >>> print(report)  # doctest: +SKIP
+    """
+    import energy
+
+    state = state_path(output) if output is not None else None
+    exclude = [output] if output is not None else []
+    c = count(
+        roots,
+        variables,
+        profile=profile,
+        bins=bins,
+        bounds=bounds,
+        workers=workers,
+        executor=executor,
+        state=state,
+        progress=progress,
+        exclude=exclude,
+    )
+    m = energy.EnergyMap.from_counts(
+        c.counts,
+        c.bounds,
+        smoothing=smoothing,
+        names=c.names,
+        units=[u if u is not None else "" for u in c.units],
+        provenance=c.provenance(),
+    )
+    if output is not None:
+        m.save(output)
+        CrawlState.remove_folder(state)
+    return m, c.report

@@ -1,0 +1,211 @@
+"""The per-file work of a crawl, run in worker processes: read, decode, convert, count.
+
+Module-level functions with picklable arguments and results, so that any
+``concurrent.futures.Executor`` (a process pool, a dask ``client.get_executor()``) can run them.
+Plain NumPy, h5py and boost-histogram: no JAX here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import zlib
+
+import numpy as np
+
+from ._readers import SkipFile, detect, open_tables
+from ._units import UnitError, conversion
+
+__all__ = ["FileResult", "FileTask", "fingerprint", "process_file", "DROP_REASONS"]
+
+# Why a row is dropped, in report order.
+DROP_REASONS = ("missing value", "out of physical range", "outside bounds", "junk line")
+_HASH_BYTES = 1 << 16  # head and tail hashed into the fingerprint: 64 KiB each
+
+
+@dataclasses.dataclass(frozen=True)
+class FileTask:
+    """What a worker needs for one file: the variables and, when counting, the bin edges."""
+
+    path: str
+    specs: tuple
+    edges: tuple | None  # one array of n_i + 1 edges per variable; None: a bounds pass
+
+
+@dataclasses.dataclass
+class FileResult:
+    """A worker's answer for one file: counts (sparse) or extremes, and its report lines."""
+
+    path: str
+    fingerprint: tuple
+    size: int
+    skipped: str | None = None
+    rows_used: int = 0
+    dropped: dict = dataclasses.field(default_factory=dict)
+    units: dict = dataclasses.field(default_factory=dict)  # variable -> unit in the file
+    index: np.ndarray | None = None  # flat bin indices with non-zero counts
+    counts: np.ndarray | None = None  # their counts (int64)
+    lo: np.ndarray | None = None  # bounds pass: per-variable minimum of the used rows
+    hi: np.ndarray | None = None
+
+
+def fingerprint(path: str) -> tuple:
+    """``(size, mtime_ns, blake2b of the first and last 64 KiB)`` of a file.
+
+    Size and modification time catch ordinary changes; the content hash catches a file
+    rewritten within the clock's resolution or copied with its times preserved.
+    """
+    st = os.stat(path)
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        h.update(f.read(_HASH_BYTES))
+        if st.st_size > _HASH_BYTES:
+            f.seek(max(_HASH_BYTES, st.st_size - _HASH_BYTES))
+            h.update(f.read(_HASH_BYTES))
+    return (int(st.st_size), int(st.st_mtime_ns), h.hexdigest())
+
+
+def _conversions(spec_list, columns):
+    """``(a, b)`` per variable from each column's unit to the asked unit; SkipFile when bad."""
+    out, units = [], {}
+    for spec, col in zip(spec_list, columns, strict=True):
+        unit = col.unit
+        if not unit:
+            unit = dict(spec.source_units).get(col.leaf.lower())
+        units[spec.name] = unit
+        if spec.unit is None:
+            out.append((1.0, 0.0))
+            continue
+        if not unit:
+            raise SkipFile(
+                f"bad units: {col.leaf!r} states no unit (asked for {spec.unit!r}); "
+                "name it in the file or in a profile's source_units"
+            )
+        try:
+            out.append(conversion(unit, spec.unit))
+        except UnitError as err:
+            raise SkipFile(f"bad units: {col.leaf!r}: {err}") from err
+    return out, units
+
+
+def _histogram(edges):
+    import boost_histogram as bh
+
+    # Variable axes on exactly the edges energy.bin_edges gives (bins centred on map nodes);
+    # no flow bins: rows outside are counted as dropped before filling.
+    axes = [bh.axis.Variable(np.asarray(e), underflow=False, overflow=False) for e in edges]
+    return bh.Histogram(*axes, storage=bh.storage.Int64())
+
+
+def _limits(specs, edges):
+    """Per variable ``(lo, hi, hi_closed)``: a row is used when every ``lo <= x < hi`` (or
+    ``<= hi`` when closed), combining the profile's range ``[r0, r1]`` and the bin edges
+    ``[e0, eN)``; float64 scalars so float32 data compare in float64."""
+    out = []
+    for i, spec in enumerate(specs):
+        lo, hi, closed = np.float64(-np.inf), np.float64(np.inf), True
+        if spec.range is not None:
+            lo, hi = np.float64(spec.range[0]), np.float64(spec.range[1])
+        if edges is not None:
+            e0, en = np.float64(edges[i][0]), np.float64(edges[i][-1])
+            lo = max(lo, e0)
+            if en <= hi:
+                hi, closed = en, False
+        out.append((lo, hi, closed))
+    return out
+
+
+def _count_table(table, specs, convert, edges, hist, res: FileResult, extremes):
+    d = len(specs)
+    limits = _limits(specs, edges)
+    for cols, junk in table.blocks(convert):
+        if junk:
+            res.dropped["junk line"] = res.dropped.get("junk line", 0) + junk
+        n = cols[0].shape[0]
+        if n == 0:
+            continue
+        # One combined test per value (NaN fails every comparison); the reasons of the rows
+        # that fail are worked out on those rows only, in the order missing, range, bounds.
+        keep = None
+        for c, (lo, hi, closed) in zip(cols, limits, strict=True):
+            with np.errstate(invalid="ignore"):
+                ok = (c >= lo) & ((c <= hi) if closed else (c < hi))
+            keep = ok if keep is None else (keep & ok)
+        n_used = int(np.count_nonzero(keep))
+        res.rows_used += n_used
+        if n_used == n:
+            used = cols
+        else:
+            used = [c[keep] for c in cols]
+            bad = [c[~keep] for c in cols]
+            missing = np.zeros(n - n_used, dtype=bool)
+            for c in bad:
+                missing |= ~np.isfinite(c)
+            out_range = np.zeros_like(missing)
+            for c, spec in zip(bad, specs, strict=True):
+                if spec.range is not None:
+                    out_range |= (c < spec.range[0]) | (c > spec.range[1])
+            out_range &= ~missing
+            n_missing = int(missing.sum())
+            n_range = int(out_range.sum())
+            for reason, k in (
+                ("missing value", n_missing),
+                ("out of physical range", n_range),
+                ("outside bounds", n - n_used - n_missing - n_range),
+            ):
+                if k:
+                    res.dropped[reason] = res.dropped.get(reason, 0) + k
+        if not n_used:
+            continue
+        if edges is not None:
+            hist.fill(*used)
+        else:
+            for i in range(d):
+                extremes[0][i] = min(extremes[0][i], float(used[i].min()))
+                extremes[1][i] = max(extremes[1][i], float(used[i].max()))
+
+
+def process_file(task: FileTask) -> FileResult:
+    """Read one file and count its rows (or find their extremes when ``task.edges`` is None).
+
+    Never raises for a bad file: unreadable, corrupt, unmatched or badly united files come back
+    with ``skipped`` set to the reason, and no counts.
+    """
+    path = task.path
+    try:
+        fp = fingerprint(path)
+    except PermissionError:
+        return FileResult(path, (0, 0, ""), 0, skipped="permission denied")
+    except OSError as err:
+        return FileResult(path, (0, 0, ""), 0, skipped=f"unreadable: {err.strerror or err}")
+    res = FileResult(path, fp, fp[0])
+    specs = task.specs
+    d = len(specs)
+    hist = _histogram(task.edges) if task.edges is not None else None
+    extremes = [[np.inf] * d, [-np.inf] * d]
+    try:
+        kind = detect(path)
+        with open_tables(path, kind, specs) as tables:
+            for table in tables:
+                convert, units = _conversions(specs, table.columns)
+                res.units.update({k: v for k, v in units.items() if v})
+                _count_table(table, specs, convert, task.edges, hist, res, extremes)
+    except SkipFile as err:
+        return FileResult(path, fp, fp[0], skipped=err.reason)
+    except PermissionError:
+        return FileResult(path, fp, fp[0], skipped="permission denied")
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError, zlib.error) as err:
+        # h5py, gzip and the readers raise these on a file damaged past its header.
+        text = str(err).strip().splitlines()
+        why = (text[0] if text else type(err).__name__)[:200]
+        return FileResult(path, fp, fp[0], skipped=f"corrupt: {why}")
+    if hist is not None:
+        view = hist.view().ravel()
+        nz = np.flatnonzero(view)
+        res.index = nz.astype(np.int64)
+        res.counts = view[nz].astype(np.int64)
+    else:
+        res.lo = np.array(extremes[0])
+        res.hi = np.array(extremes[1])
+    return res
