@@ -131,7 +131,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     blocked = {k: v for k, v in cal["blocked_per_reason"].items() if k != "allowed" and v}
     if blocked:
-        print(f"shield: calibration states blocked whatever the threshold: {blocked}", file=sys.stderr)
+        print(
+            f"shield: calibration states blocked whatever the threshold: {blocked}", file=sys.stderr
+        )
     return 0
 
 
