@@ -138,7 +138,8 @@ def counts_to_energies(
 ) -> tuple[np.ndarray, dict]:
     """Energies ``-log p`` at the nodes from a node-centred histogram.
 
-    Rule: ``c = G_s * counts`` (Gaussian of ``smoothing`` cells per axis), ``p = c / (N dV)`` on data
+    Rule: ``c = G_s * counts`` (Gaussian of ``smoothing`` cells per axis, reflected at the faces so
+    that no count leaves the box), ``p = c / (N dV)`` on data
     cells (``c`` above `DATA_FRACTION_OF_ONE_SAMPLE` of one smoothed sample's peak); an empty cell at
     distance ``r`` cells from the nearest data cell gets that cell's energy plus
     ``EMPTY_RISE_PER_CELL * r``; finally ``E += log Z`` so that ``exp(-E)``, interpolated
@@ -155,7 +156,9 @@ def counts_to_energies(
         raise ValueError("counts must be finite and non-negative")
     sig = [float(s) for s in smoothing]
     if any(s > 0 for s in sig):
-        c = gaussian_filter_density(c, sig)
+        # Reflecting faces: counts near a face stay inside the bounds (no mass leaks out of the
+        # box, which would shift the weights of modes that sit on a face, e.g. idle states).
+        c = ndimage.gaussian_filter(c, sig, mode="reflect", truncate=4.0)
     peak_one = float(np.prod([1.0 / (np.sqrt(2 * np.pi) * s) if s > 0.4 else 1.0 for s in sig]))
     threshold = DATA_FRACTION_OF_ONE_SAMPLE * peak_one if any(s > 0 for s in sig) else 0.5
     data = c > threshold

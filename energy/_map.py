@@ -210,7 +210,7 @@ class EnergyMap:
         d = v.ndim
         names_t = _labels(names, d, "names", lambda i: f"x{i}")
         units_t = _labels(units, d, "units", lambda i: "")
-        spec = _interp.make_spec(v.shape, method)
+        _interp.make_spec(v.shape, method)  # validates the method
         levels = _noise_levels(noise_levels, v.shape)
         dtype = _float_dtype()
         e64 = v.astype(np.float64)
@@ -263,7 +263,8 @@ class EnergyMap:
         with edges `bin_edges` ``(bounds, counts.shape)``. Counts from several places merge by
         adding before the call.
 
-        Rule: ``c = G_s * counts`` (Gaussian of ``smoothing`` cells per axis), ``E = -log(c / (N dV))``
+        Rule: ``c = G_s * counts`` (Gaussian of ``smoothing`` cells per axis, reflected at the
+        faces so no count leaves the box), ``E = -log(c / (N dV))``
         where there is data; empty cells rise one nat per cell of distance from the nearest data
         cell; then ``E += log Z`` so that ``exp(-E)`` integrates to 1 over the bounds.
 
