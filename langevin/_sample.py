@@ -1,0 +1,889 @@
+"""The chain runner: many Langevin chains in one compiled program (batched steps + ``lax.scan``).
+
+A run has up to four phases, each a ``lax.scan`` inside one ``jax.jit``:
+
+1. adaptation before annealing (targets without a grid spacing and no ``step_size``): MALA steps
+   whose per-chain step follows dual averaging towards acceptance 0.574; the step is then the
+   median over chains (times `ULA_FRACTION` for ULA, whose bias grows with the step);
+2. annealing (the schedule): noise levels of a pyramid, or temperatures;
+3. adaptation after annealing (MALA on a gridded target): the same dual averaging, starting from
+   the grid step;
+4. sampling: ``n_steps`` steps on the target at the final temperature, optionally recorded every
+   ``thin`` steps.
+
+Performance: one batched normal draw of shape ``(n_chains, d)`` per step (no key split per
+chain), a gradient-only ULA loop (energies only where asked), one compilation per configuration
+(an `EnergyMap` is passed as arrays, so a new map of the same shape reuses the program).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import _diagnostics, _kernels, _target
+from ._schedules import NoiseAnnealing, TemperatureSchedule, geometric, linear
+
+__all__ = ["SampleResult", "sample"]
+
+Array = jax.Array
+
+# Default length of the sampling phase (after annealing): the annealing phase already leaves the
+# chains near equilibrium; 1000 steps of ~0.7 grid cell each relax them within the finest level.
+DEFAULT_N_STEPS = 1000
+# Grid rule for the default step on a gridded target: h = 0.25 * min_j (spacing_j / scale_j)^2 in
+# relative units, i.e. each step moves a chain by sqrt(2h) ≈ 0.7 grid cell: small against any
+# feature the grid can hold, so the ULA bias (variance factor 1 / (1 - h / 2 w^2) on a mode of
+# width w cells) stays below 1% for modes wider than ~3.5 cells.
+GRID_STEP_FACTOR = 0.25
+# Adaptation: dual averaging (Hoffman & Gelman 2014, §3.2) towards MALA's optimal acceptance 0.574
+# (Roberts & Rosenthal 1998); 200 warm-up steps.
+WARMUP_STEPS = 200
+TARGET_ACCEPTANCE = 0.574
+DA_GAMMA, DA_T0, DA_KAPPA = 0.05, 10.0, 0.75
+# Without a grid, ULA uses 1/50 of the adapted MALA step: on a Gaussian of width w the MALA step
+# is ~w^2, so ULA's stationary variance is inflated by ~1 / (1 - 0.01), 1% (0.5% on the std).
+ULA_FRACTION = 0.02
+# At T = 0 ULA is gradient descent: a quarter of the MALA step keeps it stable on curvature up to
+# ~8 / h_mala, with no sampling bias to worry about.
+ULA_FRACTION_COLD = 0.25
+# First guess of the step when nothing is known (relative units).
+DEFAULT_H0 = 0.1
+# Temperature annealing for targets without a noise pyramid: geometric from 10 T down to T over
+# 500 steps (cosine from 1 to 0 when T = 0).
+TEMPERATURE_ANNEAL_STEPS = 500
+TEMPERATURE_ANNEAL_FACTOR = 10.0
+# Progress bar: one host callback every PROGRESS_EVERY steps.
+PROGRESS_EVERY = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleResult:
+    """What `sample` returns (arrays are JAX arrays; chains on the first axis).
+
+    Attributes:
+        positions: final states, ``(n_chains, d)``.
+        energies: the target's energy ``E`` at the final states, ``(n_chains,)``.
+        total_energies: ``E + weight * objective`` (equal to ``energies`` without objective).
+        objective: the objective at the final states, or None.
+        acceptance: MALA's mean acceptance probability per chain over the sampling phase
+            (None for ULA).
+        diverged: chains that met a non-finite state or energy (frozen at their last finite
+            state and flagged, never silently NaN), ``(n_chains,)`` bool.
+        step_size: the sampling step ``h`` (relative units when the target has ``scale``).
+        trajectory: ``(n_steps // thin, n_chains, d)`` states every ``thin`` steps, or None.
+        energy_trace: ``(n_steps // thin, n_chains)`` total energies, or None.
+        n_steps, n_anneal, n_warmup: steps of the sampling, annealing and adaptation phases.
+        method: ``"ula"`` or ``"mala"``; schedule: what annealing ran (a description).
+    """
+
+    positions: Array
+    energies: Array
+    total_energies: Array
+    objective: Array | None
+    acceptance: Array | None
+    diverged: Array
+    step_size: Array
+    trajectory: Array | None
+    energy_trace: Array | None
+    n_steps: int
+    n_anneal: int
+    n_warmup: int
+    method: str
+    schedule: str
+
+    @property
+    def n_diverged(self) -> int:
+        """How many chains were flagged as diverged."""
+        return int(np.sum(np.asarray(self.diverged)))
+
+    def _need_trace(self, what: str):
+        if self.trajectory is None:
+            raise ValueError(f"{what} needs a trajectory: call sample(..., thin=k)")
+        if self.trajectory.shape[0] < 4:
+            raise ValueError(
+                f"{what} needs at least 4 recorded draws, got {self.trajectory.shape[0]}"
+            )
+
+    @property
+    def rhat(self) -> np.ndarray:
+        """Split R-hat per coordinate over the recorded trajectory, ``(d,)``."""
+        self._need_trace("rhat")
+        return _diagnostics.rhat(self.trajectory)
+
+    @property
+    def ess(self) -> np.ndarray:
+        """Effective sample size per coordinate over the recorded trajectory, ``(d,)``."""
+        self._need_trace("ess")
+        return _diagnostics.ess(self.trajectory)
+
+    @property
+    def energy_rhat(self) -> float:
+        """Split R-hat of the energy trace."""
+        self._need_trace("energy_rhat")
+        return float(_diagnostics.rhat(self.energy_trace[:, :, None])[0])
+
+
+class Config(NamedTuple):
+    """Static description of a run (hashable: one compilation per distinct Config)."""
+
+    method: str
+    n: int  # chains, padded to a multiple of the device count
+    n_real: int  # chains asked for (the median of adapted steps uses these only)
+    d: int
+    init_kind: str  # "given" | "uniform" | "normal"
+    n_pre: int
+    anneal: str | None  # "noise" | "temperature" | None
+    n_anneal: int
+    anneal_row: int  # steps per noise level (the whole phase for temperature annealing)
+    n_post: int
+    n_steps: int
+    thin: int
+    reflect: bool
+    progress_every: int
+    target: Any  # static part of the target (see _target.split)
+    objective: Any
+    sharding: Any
+
+
+# ------------------------------------------------------------------------------- progress bar
+_BARS: dict[int, Any] = {}
+_RUN_IDS = itertools.count(1)
+
+
+def _progress_update(run_id, step) -> None:
+    """Host side of the progress callback: move the bar of run ``run_id`` to ``step``."""
+    bar = _BARS.get(int(np.asarray(run_id).reshape(-1)[0]))
+    if bar is not None:
+        s = int(np.max(np.asarray(step)))
+        if s > bar.n:
+            bar.update(s - bar.n)
+
+
+def _progress_default() -> bool:
+    """A bar only on an interactive terminal and never under CI."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        return False
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+# ------------------------------------------------------------------------------- the program
+def _reflect(x: Array, lo: Array, hi: Array) -> Array:
+    """Fold ``x`` into ``[lo, hi]`` by mirror reflections (axes with infinite bounds untouched)."""
+    w = hi - lo
+    finite = jnp.isfinite(w)
+    w_safe = jnp.where(finite, w, 1.0)
+    lo_safe = jnp.where(finite, lo, 0.0)
+    y = jnp.mod(x - lo_safe, 2.0 * w_safe)
+    y = w_safe - jnp.abs(y - w_safe)
+    return jnp.where(finite, lo_safe + y, x)
+
+
+def _program(p: dict, cfg: Config) -> dict:
+    """The whole run for one setting (vmapped over settings by `langevin.sweep`)."""
+    target = _target.join(p["target"], cfg.target)
+    objective = cfg.objective
+    weight = p["weight"]
+    dtype = p["m"].dtype
+    n, d = cfg.n, cfg.d
+    m, free, fixed, lo, hi = p["m"], p["free"], p["fixed"], p["lo"], p["hi"]
+    temp = p["temperature"]
+    key = p["key"]
+
+    def total(x, lvl):
+        e = target(x) if lvl is None else target.energy_at(x, lvl)
+        return e + weight * objective(x) if objective is not None else e
+
+    grad_b = jax.vmap(jax.grad(total), in_axes=(0, None))
+    vg_b = jax.vmap(jax.value_and_grad(total), in_axes=(0, None))
+
+    def constrain(x):
+        if cfg.sharding is None:
+            return x
+        return jax.lax.with_sharding_constraint(x, cfg.sharding)
+
+    def tick(t):
+        if cfg.progress_every:
+            jax.lax.cond(
+                (t + 1) % cfg.progress_every == 0,
+                lambda: jax.debug.callback(_progress_update, p["run_id"], t + 1),
+                lambda: None,
+            )
+
+    def settle(xn, x):
+        """Pin fixed axes, reflect into the box, keep the old state where xn is not finite."""
+        xn = jnp.where(free, xn, fixed)
+        if cfg.reflect:
+            xn = _reflect(xn, lo, hi)
+        ok = _kernels.row_all(jnp.isfinite(xn))
+        return constrain(jnp.where(ok[:, None], xn, x)), ok
+
+    def inbox(x):
+        if not cfg.reflect:
+            return jnp.ones(x.shape[:-1], bool)
+        return _kernels.row_all((x >= lo) & (x <= hi))
+
+    # ---- init
+    k_init = jax.random.fold_in(key, 0)
+    if cfg.init_kind == "given":
+        x = p["x0"].astype(dtype)
+    elif cfg.init_kind == "uniform":
+        x = p["init_lo"] + (p["init_hi"] - p["init_lo"]) * jax.random.uniform(k_init, (n, d), dtype)
+    else:
+        x = p["init_lo"] + p["init_hi"] * jax.random.normal(k_init, (n, d), dtype)
+    x = constrain(jnp.where(free, x, fixed))
+    bad = jnp.zeros((n,), bool)
+
+    # ---- kernels over a phase: xs = (global step, level, step size, temperature)
+    def ula_phase(x, bad, phase_key, xs):
+        def body(carry, xs_t):
+            x, bad = carry
+            t, lvl, h, tt = xs_t
+            g = grad_b(x, lvl)
+            z = jax.random.normal(jax.random.fold_in(phase_key, t), (n, d), dtype)
+            x, ok = settle(_kernels.drift_move(x, g, z, h, tt, m), x)
+            tick(t)
+            return (x, bad | ~ok), None
+
+        (x, bad), _ = jax.lax.scan(body, (x, bad), xs)
+        return x, bad
+
+    def mala_move(x, e, g, lvl, h, tt, k):
+        kz, ku = jax.random.split(k)
+        z = jax.random.normal(kz, (n, d), dtype)
+        xp = jnp.where(free, _kernels.drift_move(x, g, z, h, tt, m), fixed)
+        ep, gp = vg_b(xp, lvl)
+        log_a = _kernels.mh_log_ratio(x, e, g, xp, ep, gp, h, tt, m)
+        log_a = jnp.where(inbox(xp), log_a, -jnp.inf)
+        accept = jnp.log(jax.random.uniform(ku, (n,), dtype)) < log_a
+        x = constrain(jnp.where(accept[:, None], xp, x))
+        e = jnp.where(accept, ep, e)
+        g = jnp.where(accept[:, None], gp, g)
+        return x, e, g, jnp.exp(log_a)
+
+    def mala_phase(x, bad, phase_key, xs):
+        """MALA over rows of steps (a row = one noise level): energies recomputed once per row."""
+
+        def row(carry, xs_r):
+            x, bad = carry
+            lvl = xs_r[1][0] if xs_r[1] is not None else None
+            e, g = vg_b(x, lvl)
+
+            def body(c, xs_t):
+                x, e, g = c
+                t, _, h, tt = xs_t
+                x, e, g, _ = mala_move(x, e, g, lvl, h, tt, jax.random.fold_in(phase_key, t))
+                tick(t)
+                return (x, e, g), None
+
+            (x, _, _), _ = jax.lax.scan(body, (x, e, g), xs_r)
+            return (x, bad), None
+
+        (x, bad), _ = jax.lax.scan(row, (x, bad), xs)
+        return x, bad
+
+    def adapt_phase(x, h0, phase_key, start, length):
+        """Dual averaging of a per-chain step towards TARGET_ACCEPTANCE; returns the median."""
+        t_adapt = jnp.where(temp > 0, temp, 1.0)
+        mu = jnp.log(10.0 * h0)
+        e, g = vg_b(x, None)
+
+        def body(carry, i):
+            x, e, g, log_h, log_h_bar, hbar = carry
+            h = jnp.exp(log_h)[:, None]
+            x, e, g, a = mala_move(x, e, g, None, h, t_adapt, jax.random.fold_in(phase_key, i))
+            it = (i + 1).astype(dtype)
+            eta = 1.0 / (it + DA_T0)
+            hbar = (1.0 - eta) * hbar + eta * (TARGET_ACCEPTANCE - a)
+            log_h = mu - jnp.sqrt(it) / DA_GAMMA * hbar
+            wgt = it**-DA_KAPPA
+            log_h_bar = wgt * log_h + (1.0 - wgt) * log_h_bar
+            tick(start + i)
+            return (x, e, g, log_h, log_h_bar, hbar), None
+
+        zeros = jnp.zeros((n,), dtype)
+        init = (x, e, g, zeros + jnp.log(h0), zeros + jnp.log(h0), zeros)
+        (x, _, _, _, log_h_bar, _), _ = jax.lax.scan(body, init, jnp.arange(length))
+        return x, jnp.median(jnp.exp(log_h_bar[: cfg.n_real])).astype(dtype)
+
+    offset = 0
+    h = p["h"]
+    if cfg.n_pre:
+        x, h_mala = adapt_phase(x, p["h0"], jax.random.fold_in(key, 1), offset, cfg.n_pre)
+        if cfg.method == "ula":  # no noise at T = 0: no bias to bound, only stability
+            h = h_mala * jnp.where(temp > 0, ULA_FRACTION, ULA_FRACTION_COLD)
+        else:
+            h = h_mala
+        offset += cfg.n_pre
+
+    if cfg.anneal is not None:
+        steps = offset + jnp.arange(cfg.n_anneal)
+        if cfg.anneal == "noise":
+            xs = (steps, p["anneal_sigma"], p["anneal_h"], jnp.broadcast_to(temp, steps.shape))
+        else:
+            xs = (steps, None, jnp.broadcast_to(h, steps.shape), p["anneal_t"])
+        if cfg.method == "ula":
+            x, bad = ula_phase(x, bad, jax.random.fold_in(key, 2), xs)
+        else:  # rows of one level each (one row for temperature annealing)
+            rows = cfg.n_anneal // cfg.anneal_row
+            xs = jax.tree_util.tree_map(lambda a: a.reshape((rows, cfg.anneal_row)), xs)
+            x, bad = mala_phase(x, bad, jax.random.fold_in(key, 2), xs)
+        offset += cfg.n_anneal
+
+    if cfg.n_post:
+        x, h = adapt_phase(x, h, jax.random.fold_in(key, 3), offset, cfg.n_post)
+        offset += cfg.n_post
+
+    # ---- sampling phase: n_steps at the final temperature, recorded every `thin` steps
+    k_s = jax.random.fold_in(key, 4)
+    n_keep = cfg.n_steps // cfg.thin if cfg.thin else 0
+    n_free = cfg.n_steps - n_keep * cfg.thin
+    acc = jnp.zeros((n,), dtype)
+
+    if cfg.method == "ula":
+
+        def run(carry, start, length):
+            x, bad, acc = carry
+            xs = (
+                start + jnp.arange(length),
+                None,
+                jnp.broadcast_to(h, (length,)),
+                jnp.broadcast_to(temp, (length,)),
+            )
+            x, bad = ula_phase(x, bad, k_s, xs)
+            return x, bad, acc
+
+        carry = (x, bad, acc)
+    else:
+
+        def run(carry, start, length):
+            def body(c, t):
+                x, e, g, bad, acc = c
+                x, e, g, a = mala_move(x, e, g, None, h, temp, jax.random.fold_in(k_s, t))
+                tick(t)
+                return (x, e, g, bad, acc + a), None
+
+            c, _ = jax.lax.scan(body, carry, start + jnp.arange(length))
+            return c
+
+        e0, g0 = vg_b(x, None)
+        carry = (x, e0, g0, bad, acc)
+
+    if n_free:
+        carry = run(carry, offset, n_free)
+    traj = etrace = None
+    if n_keep:
+
+        def block(c, j):
+            c = run(c, offset + n_free + j * cfg.thin, cfg.thin)
+            xj = c[0]
+            return c, (xj, jax.vmap(total, in_axes=(0, None))(xj, None))
+
+        carry, (traj, etrace) = jax.lax.scan(block, carry, jnp.arange(n_keep))
+    x, bad, acc = carry[0], carry[-2], carry[-1]
+
+    e_map = jax.vmap(target)(x)
+    e_obj = jax.vmap(objective)(x) if objective is not None else None
+    e_tot = e_map + weight * e_obj if objective is not None else e_map
+    bad = bad | ~jnp.isfinite(e_tot)
+    return {
+        "positions": x,
+        "energies": e_map,
+        "total": e_tot,
+        "objective": e_obj,
+        "acceptance": acc / cfg.n_steps if cfg.method == "mala" else None,
+        "diverged": bad,
+        "step_size": jnp.asarray(h, dtype),
+        "trajectory": traj,
+        "energy_trace": etrace,
+    }
+
+
+_compiled = jax.jit(_program, static_argnames=("cfg",))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _init_energies(arrays, static, x):
+    """Energies of the initial states (checked for finiteness before a run)."""
+    return jax.vmap(_target.join(arrays, static))(x)
+
+
+# ------------------------------------------------------------------------------- preparation
+@dataclasses.dataclass
+class Prepared:
+    """A run ready to go: dynamic arrays ``p``, static `Config`, and host-side facts."""
+
+    p: dict
+    cfg: Config
+    info: _target.TargetInfo
+    schedule: str
+    n_warmup: int
+
+
+def _float_dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def _check_count(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _fixed_vector(fixed, info: _target.TargetInfo) -> np.ndarray:
+    """``fixed`` (dict axis/name -> value, or a (d,) vector with NaN = free) as a (d,) vector."""
+    d = info.d
+    out = np.full(d, np.nan)
+    if fixed is None:
+        return out
+    if isinstance(fixed, dict):
+        for k, v in fixed.items():
+            if isinstance(k, str):
+                if info.names is None or k not in info.names:
+                    raise ValueError(f"fixed: unknown variable {k!r} (target names: {info.names})")
+                j = info.names.index(k)
+            elif isinstance(k, (int, np.integer)) and -d <= k < d:
+                j = int(k) % d
+            else:
+                raise ValueError(f"fixed: axis {k!r} out of range for d = {d}")
+            v = float(v)
+            if not math.isfinite(v):
+                raise ValueError(f"fixed: value of {k!r} must be finite, got {v}")
+            out[j] = v
+        return out
+    arr = np.asarray(fixed, dtype=np.float64)
+    if arr.shape != (d,):
+        raise ValueError(
+            f"fixed must be a dict or a vector of shape ({d},) (NaN = free), got {arr.shape}"
+        )
+    if np.any(np.isinf(arr)):
+        raise ValueError(f"fixed values must be finite (NaN marks a free axis), got {arr}")
+    return arr
+
+
+def _bounds(bounds, info: _target.TargetInfo) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Box for reflection: "auto" = the target's lo/hi, None = no box, or explicit pairs."""
+    if isinstance(bounds, str):
+        if bounds != "auto":
+            raise ValueError(f"bounds must be 'auto', None or [(lo, hi), ...], got {bounds!r}")
+        return info.lo, info.hi
+    if bounds is None:
+        return None, None
+    b = np.asarray(bounds, dtype=np.float64)
+    if b.shape != (info.d, 2):
+        raise ValueError(f"bounds must have shape ({info.d}, 2) as [(lo, hi), ...], got {b.shape}")
+    if not np.all(b[:, 0] < b[:, 1]) or np.any(np.isnan(b)):
+        raise ValueError(f"bounds need lo < hi on every axis, got {b.tolist()}")
+    return b[:, 0].copy(), b[:, 1].copy()
+
+
+def _devices(devices, n_chains: int):
+    """The devices to shard over: all by default (one device: no sharding)."""
+    if devices is None:
+        devices = jax.devices()
+    devices = list(devices)
+    if len(devices) == 0:
+        raise ValueError("devices must not be empty")
+    return devices
+
+
+def prepare(
+    target,
+    key,
+    n_chains,
+    n_steps,
+    init,
+    method,
+    step_size,
+    temperature,
+    schedule,
+    bounds="auto",
+    fixed=None,
+    objective=None,
+    weight=1.0,
+    thin=None,
+    n_warmup=None,
+    progress=None,
+    devices=None,
+    sharded=True,
+) -> Prepared:
+    """Check every argument and build the program's inputs (shared by `sample` and `sweep`)."""
+    dtype = _float_dtype()
+    n_chains = _check_count(n_chains, "n_chains", 1)
+    n_steps = DEFAULT_N_STEPS if n_steps is None else _check_count(n_steps, "n_steps", 1)
+    if method not in ("ula", "mala"):
+        raise ValueError(f"method must be 'ula' or 'mala', got {method!r}")
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}") from err
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+    if thin is not None:
+        thin = _check_count(thin, "thin", 1)
+        if thin > n_steps:
+            raise ValueError(f"thin = {thin} is larger than n_steps = {n_steps}")
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        try:
+            key = jnp.asarray(key)
+        except TypeError as err:
+            raise ValueError(f"key must be a JAX PRNG key, got {type(key).__name__}") from err
+        if key.shape != (2,) or key.dtype != jnp.uint32:
+            raise ValueError(f"key must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
+
+    # ---- init and dimension
+    x0 = None
+    d_hint = None
+    if init is not None:
+        x0 = np.asarray(init, dtype=np.float64)
+        if x0.ndim == 1:
+            x0 = np.broadcast_to(x0, (n_chains, x0.shape[0]))
+        if x0.ndim != 2 or x0.shape[0] != n_chains or x0.shape[1] < 1:
+            raise ValueError(
+                f"init must have shape (n_chains, d) = ({n_chains}, d) or (d,), got {np.shape(init)}"
+            )
+        bad_rows = np.flatnonzero(~np.all(np.isfinite(x0), axis=1))
+        if bad_rows.size:
+            raise ValueError(
+                f"init contains NaN or inf in {bad_rows.size} chain(s), first at chain {bad_rows[0]}"
+            )
+        d_hint = x0.shape[1]
+    info = _target.describe(target, d_hint)
+    d = info.d
+    _target.check_scalar_output(target, d, dtype)
+    if objective is not None:
+        if not callable(objective):
+            raise TypeError(f"objective must be a callable (d,) -> scalar, got {type(objective)}")
+        try:
+            _target.check_scalar_output(objective, d, dtype)
+        except ValueError as err:
+            raise ValueError(str(err).replace("target", "objective")) from err
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"weight must be a number, got {weight!r}") from err
+    if not math.isfinite(weight):
+        raise ValueError(f"weight must be finite, got {weight}")
+
+    lo, hi = _bounds(bounds, info)
+    reflect = lo is not None
+    fixed_v = _fixed_vector(fixed, info)
+    free = np.isnan(fixed_v)
+    if reflect:
+        outside = ~free & ((fixed_v < lo) | (fixed_v > hi))
+        if np.any(outside):
+            j = int(np.flatnonzero(outside)[0])
+            raise ValueError(
+                f"fixed value {fixed_v[j]} of axis {j} lies outside bounds [{lo[j]}, {hi[j]}]"
+            )
+    if not np.any(free):
+        raise ValueError("every variable is fixed: nothing to sample")
+
+    # ---- preconditioner and step sizes (relative units when the target has a scale)
+    scale = info.scale
+    if scale is None and info.lo is not None:
+        scale = info.hi - info.lo
+    m = np.ones(d) if scale is None else scale**2
+    m = np.where(free, m, 0.0)
+    n_pre = n_post = 0
+    warm = WARMUP_STEPS if n_warmup is None else _check_count(n_warmup, "n_warmup", 1)
+    if step_size is not None:
+        h = float(step_size)
+        if not (math.isfinite(h) and h > 0):
+            raise ValueError(f"step_size must be finite and > 0, got {step_size}")
+    elif info.spacing is not None:
+        rel = info.spacing / (scale if scale is not None else 1.0)
+        h = GRID_STEP_FACTOR * float(np.min(rel[free]) ** 2)
+        if method == "mala":
+            n_post = warm
+    else:
+        h = DEFAULT_H0
+        n_pre = warm
+
+    # ---- schedule
+    anneal = None
+    sigma_t = h_t = t_t = np.zeros(0)
+    n_anneal = anneal_row = 0
+    if isinstance(schedule, str):
+        if schedule != "auto":
+            raise ValueError(
+                f"schedule must be 'auto', None or a langevin schedule, got {schedule!r}"
+            )
+        if info.noise_levels is not None:
+            schedule = NoiseAnnealing()
+        elif temperature > 0:
+            schedule = geometric(
+                TEMPERATURE_ANNEAL_FACTOR * temperature, temperature, TEMPERATURE_ANNEAL_STEPS
+            )
+        else:
+            schedule = linear(1.0, 0.0, TEMPERATURE_ANNEAL_STEPS)
+    description = "none"
+    if isinstance(schedule, NoiseAnnealing):
+        levels = schedule.levels
+        if levels is None:
+            if info.noise_levels is None:
+                raise ValueError(
+                    "NoiseAnnealing() needs levels: this target has no `noise_levels` / `energy_at`"
+                )
+            schedule = schedule.with_levels(info.noise_levels)
+        elif not callable(getattr(target, "energy_at", None)):
+            raise ValueError("NoiseAnnealing needs a target with `energy_at(x, sigma)`")
+        sigma_t, h_t = schedule.tables()
+        t_t = np.full(sigma_t.shape, temperature)
+        anneal, n_anneal = "noise", sigma_t.size
+        anneal_row = int(schedule.steps_per_level)
+        description = (
+            f"noise annealing: {len(schedule.levels)} levels {schedule.levels[0]:.3g}.."
+            f"{schedule.levels[-1]:.3g} x {schedule.steps_per_level} steps"
+        )
+    elif isinstance(schedule, TemperatureSchedule):
+        t_t = schedule.table()
+        anneal, n_anneal = "temperature", t_t.size
+        anneal_row = n_anneal
+        description = (
+            f"temperature annealing: {schedule.kind} {schedule.start:g} -> {schedule.end:g} "
+            f"over {schedule.n_steps} steps"
+        )
+    elif schedule is not None:
+        raise ValueError(
+            f"schedule must be 'auto', None, langevin.NoiseAnnealing(...) or a temperature "
+            f"schedule (langevin.geometric / linear / cosine), got {schedule!r}"
+        )
+
+    # ---- init kind
+    if x0 is not None:
+        init_kind = "given"
+        init_lo = init_hi = np.zeros(d)
+    elif lo is not None:
+        init_kind, init_lo, init_hi = "uniform", lo, hi
+    elif info.lo is not None:
+        init_kind, init_lo, init_hi = "uniform", info.lo, info.hi
+    else:
+        init_kind, init_lo = "normal", np.zeros(d)
+        init_hi = scale if scale is not None else np.ones(d)
+
+    # ---- devices: pad the chains to a multiple of the device count (extra chains are dropped)
+    sharding = None
+    n_pad = n_chains
+    if sharded:
+        devs = _devices(devices, n_chains)
+        if len(devs) > 1:
+            n_pad = -(-n_chains // len(devs)) * len(devs)
+            mesh = Mesh(np.asarray(devs), ("chains",))
+            sharding = NamedSharding(mesh, PartitionSpec("chains", None))
+    if x0 is not None and n_pad > n_chains:
+        x0 = np.concatenate([x0, np.broadcast_to(x0[:1], (n_pad - n_chains, d))])
+
+    if x0 is not None:
+        x0j = jnp.asarray(x0, dtype)
+        if sharding is not None:
+            x0j = jax.device_put(x0j, sharding)
+        e0 = _init_energies(*_target.split(target), x0j[:n_chains])
+        bad = np.flatnonzero(~np.isfinite(np.asarray(e0)))
+        if bad.size:
+            raise ValueError(
+                f"target energy is not finite at init for {bad.size} chain(s), first at chain "
+                f"{bad[0]} (x = {x0[bad[0]].tolist()})"
+            )
+    else:
+        x0j = None
+
+    if progress is None:
+        progress = _progress_default()
+    target_arrays, target_static = _target.split(target)
+    f32 = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    inf = np.full(d, np.inf)
+    p = {
+        "target": target_arrays,
+        "key": key,
+        "x0": x0j,
+        "m": f32(m),
+        "free": jnp.asarray(free),
+        "fixed": f32(np.where(free, 0.0, fixed_v)),
+        "lo": f32(lo if lo is not None else -inf),
+        "hi": f32(hi if hi is not None else inf),
+        "init_lo": f32(init_lo),
+        "init_hi": f32(init_hi),
+        "weight": f32(weight),
+        "temperature": f32(temperature),
+        "h": f32(h),
+        "h0": f32(h),
+        "anneal_sigma": f32(sigma_t),
+        "anneal_h": f32(h_t),
+        "anneal_t": f32(t_t),
+        "run_id": jnp.int32(0),
+    }
+    cfg = Config(
+        method=method,
+        n=n_pad,
+        n_real=n_chains,
+        d=d,
+        init_kind=init_kind,
+        n_pre=n_pre,
+        anneal=anneal,
+        n_anneal=n_anneal,
+        anneal_row=anneal_row,
+        n_post=n_post,
+        n_steps=n_steps,
+        thin=thin or 0,
+        reflect=reflect,
+        progress_every=PROGRESS_EVERY if progress else 0,
+        target=target_static,
+        objective=objective,
+        sharding=sharding,
+    )
+    return Prepared(p, cfg, info, description, n_pre + n_post)
+
+
+def total_steps(cfg: Config) -> int:
+    """Steps of all phases of a run."""
+    return cfg.n_pre + cfg.n_anneal + cfg.n_post + cfg.n_steps
+
+
+def run_with_progress(fn: Callable, prep: Prepared, *args):
+    """Call ``fn(*args)`` with a tqdm bar fed by the program's host callbacks (if enabled)."""
+    if not prep.cfg.progress_every:
+        return fn(*args)
+    from tqdm.auto import tqdm
+
+    run_id = next(_RUN_IDS)
+    prep.p["run_id"] = jnp.int32(run_id)
+    bar = tqdm(total=total_steps(prep.cfg), desc="langevin", unit="step", leave=False)
+    _BARS[run_id] = bar
+    try:
+        out = fn(*args)
+        jax.block_until_ready(out)
+        return out
+    finally:
+        jax.effects_barrier()
+        bar.close()
+        _BARS.pop(run_id, None)
+
+
+def sample(
+    target,
+    key,
+    n_chains,
+    n_steps=None,
+    init=None,
+    method="ula",
+    step_size=None,
+    temperature=1.0,
+    schedule="auto",
+    *,
+    bounds="auto",
+    fixed=None,
+    objective=None,
+    weight=1.0,
+    thin=None,
+    n_warmup=None,
+    progress=None,
+    devices=None,
+) -> SampleResult:
+    """Run ``n_chains`` Langevin chains on ``target`` and return their final states.
+
+    Samples ``p(x) ∝ exp(-E_total(x) / T)`` with ``E_total = E + weight * objective``, using the
+    preconditioned move ``x' = x - h M ∇E + sqrt(2 h T M) z`` with ``M = diag(scale^2)`` (the
+    target's ``scale``, its box size, or 1), exactly (``mala``) or up to O(h) (``ula``).
+
+    Args:
+        target: an `energy.EnergyMap`, a surrogate, or any jax function ``(d,) -> scalar``.
+            Optional attributes are used when present: ``ndim``, ``lo``/``hi``, ``scale``,
+            ``spacing``, ``noise_levels`` + ``energy_at(x, sigma)``.
+        key: a JAX key (``jax.random.key(seed)``); the same key gives the same result.
+        n_chains: number of chains.
+        n_steps: steps of the sampling phase after annealing (None: 1000).
+        init: ``(n_chains, d)`` or ``(d,)`` starting states; None: uniform in the target's box
+            (or ``bounds``), else ``N(0, scale^2)``.
+        method: ``"ula"`` (unadjusted, gradient only) or ``"mala"`` (Metropolis-adjusted).
+        step_size: ``h`` in relative units (physical when the target has no scale/box);
+            None: ``0.25 (spacing/scale)^2`` on a grid, else adapted by MALA warm-up.
+        temperature: ``T >= 0`` (0: gradient descent, i.e. optimisation).
+        schedule: ``"auto"`` anneals (the noise pyramid when the target has one, else a
+            geometric temperature schedule from 10 T to T); None: fixed-temperature chains;
+            or `NoiseAnnealing` / a temperature schedule (`geometric`, `linear`, `cosine`).
+        bounds: ``"auto"`` (the target's ``lo``/``hi``: chains reflect at the faces), None
+            (no box), or ``[(lo, hi), ...]``.
+        fixed: variables held fixed: ``{axis or name: value}`` or a ``(d,)`` vector with NaN
+            for free axes; the others are sampled conditionally on them.
+        objective: a function ``(d,) -> scalar`` added to the energy with ``weight``.
+        weight: ``lambda`` in ``E + lambda * objective``.
+        thin: record the state and total energy every ``thin`` sampling steps (diagnostics).
+        n_warmup: adaptation steps (default 200) where a step size is adapted.
+        progress: a progress bar (None: on a terminal, never under ``CI``).
+        devices: devices to shard the chains over (None: all of ``jax.devices()``); results do
+            not depend on the number of devices.
+
+    Returns:
+        A `SampleResult` (positions, energies, acceptance, diverged, trajectory, ...).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, langevin
+        >>> res = langevin.sample(lambda x: 0.5 * x @ x, jax.random.key(0), n_chains=256,
+        ...                       init=jnp.zeros(2), progress=False)
+        >>> res.positions.shape
+        (256, 2)
+
+    References:
+        Song & Ermon (2019), Generative Modeling by Estimating Gradients of the Data
+        Distribution, Algorithm 1 (annealed Langevin dynamics).
+    """
+    prep = prepare(
+        target,
+        key,
+        n_chains,
+        n_steps,
+        init,
+        method,
+        step_size,
+        temperature,
+        schedule,
+        bounds=bounds,
+        fixed=fixed,
+        objective=objective,
+        weight=weight,
+        thin=thin,
+        n_warmup=n_warmup,
+        progress=progress,
+        devices=devices,
+    )
+    out = run_with_progress(lambda: _compiled(prep.p, prep.cfg), prep)
+    return _result(out, prep, slice(0, prep.cfg.n_real))
+
+
+def _result(out: dict, prep: Prepared, rows) -> SampleResult:
+    """Trim padded chains and wrap the program's output."""
+    n_real = prep.cfg.n_real
+
+    def cut(a, axis=0):
+        if a is None:
+            return None
+        return a[:n_real] if axis == 0 else a[:, :n_real]
+
+    return SampleResult(
+        positions=cut(out["positions"]),
+        energies=cut(out["energies"]),
+        total_energies=cut(out["total"]),
+        objective=cut(out["objective"]),
+        acceptance=cut(out["acceptance"]),
+        diverged=cut(out["diverged"]),
+        step_size=out["step_size"],
+        trajectory=cut(out["trajectory"], 1),
+        energy_trace=cut(out["energy_trace"], 1),
+        n_steps=prep.cfg.n_steps,
+        n_anneal=prep.cfg.n_anneal,
+        n_warmup=prep.n_warmup,
+        method=prep.cfg.method,
+        schedule=prep.schedule,
+    )
