@@ -177,6 +177,9 @@ def grid_energy(
     ``sum_j barrier_cells(r_j)``, r_j the distance beyond face j in cells of axis j.
     """
     n1 = jnp.asarray(spec.nodes, dtype=x.dtype)[:, None] - 1.0
-    u = (x.T - lo[:, None]) / (hi - lo)[:, None] * n1
+    # One multiplier per axis, formed once: nothing left for the compiler to refold differently
+    # in single- and multi-device programs (sharded chains stay bit-identical).
+    inv = (n1[:, 0] / (hi - lo))[:, None]
+    u = (x.T - lo[:, None]) * inv
     uc = jnp.clip(u, 0.0, n1)
     return interp_nodes(table, start, uc, spec) + _rowsum(barrier_cells(jnp.abs(u - uc)))
