@@ -319,40 +319,44 @@ class _TextTable:
 
     def blocks(self, convert) -> Iterator[tuple[list[np.ndarray], int]]:
         """Decoded blocks of rows and the junk lines met in each."""
-        a = np.array([ab[0] for ab in convert], dtype=np.float64)
-        b = np.array([ab[1] for ab in convert], dtype=np.float64)
+        a = [np.float64(ab[0]) for ab in convert]
+        b = [np.float64(ab[1]) for ab in convert]
         rest = b""
         while True:
             chunk = self._f.read(BLOCK_BYTES)
             if not chunk:
                 break
-            chunk = rest + chunk
+            if rest:
+                chunk = rest + chunk
             cut = chunk.rfind(b"\n")
             if cut < 0:
                 rest = chunk
                 continue
-            rest = chunk[cut + 1 :]
-            values, junk = self._parse(chunk[: cut + 1])
-            yield self._finish(values, a, b), junk
+            if cut + 1 == len(chunk):  # the usual case for the last block: no copy
+                rest, text = b"", chunk
+            else:
+                rest, text = chunk[cut + 1 :], chunk[: cut + 1]
+            values, junk = self._parse(text)
+            yield _convert(values, a, b), junk
         if rest.strip():
             values, junk = self._parse(rest + b"\n")
-            yield self._finish(values, a, b), junk
+            yield _convert(values, a, b), junk
 
-    def _finish(self, values, a, b):
-        values *= a
-        values += b
-        return [values[:, i] for i in range(values.shape[1])]
-
-    def _parse(self, text: bytes) -> tuple[np.ndarray, int]:
-        """Fast path on a clean block (C parser); the exact line-by-line path when it is dirty.
+    def _parse(self, text: bytes) -> tuple[list[np.ndarray], int]:
+        """Fast paths on a clean block; the exact line-by-line path when it is dirty.
 
         Clean: no quote, comment or blank line, and exactly ``ncols - 1`` delimiters per line
-        (checked by counting, so a line with a missing or extra field is never misread).
+        (checked by counting, so a line with a missing or extra field is never misread). A
+        clean block of plain decimals takes the compiled pass (:func:`_simple_parse`, with
+        numba), any other clean block pandas' C parser; all give the same doubles.
         """
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         d = self.delim.encode() if self.delim is not None else None
         if d is not None and b'"' not in text and b"#" not in text:
+            vals = _simple_parse(text, d[0], self.ncols, self.usecols)
+            if vals is not None:
+                return vals, 0
             # One vectorised pass finds line ends, delimiters and empty fields (two separators
             # in a row): bytes.count and 2-byte searches would scan the block five times.
             arr = np.frombuffer(text, dtype=np.uint8)
@@ -375,11 +379,11 @@ class _TextTable:
                         text = b"nan" + text
             if clean:
                 vals = _fast_parse(text, self.delim, self.usecols)
-                if vals is not None and vals.shape[0] == lines:
+                if vals is not None and vals[0].shape[0] == lines:
                     return vals, 0
         return self._parse_slow(text.decode("utf-8", errors="replace"))
 
-    def _parse_slow(self, text: str) -> tuple[np.ndarray, int]:
+    def _parse_slow(self, text: str) -> tuple[list[np.ndarray], int]:
         rows, junk = [], 0
         lines = text.splitlines()
         reader = (
@@ -411,8 +415,9 @@ class _TextTable:
             else:
                 rows.append(row)
         if not rows:
-            return np.empty((0, len(self.usecols))), junk
-        return np.asarray(rows, dtype=np.float64), junk
+            return [np.empty(0) for _ in self.usecols], junk
+        vals = np.asarray(rows, dtype=np.float64)
+        return [vals[:, i] for i in range(vals.shape[1])], junk
 
     def close(self):
         self._f.close()
@@ -435,11 +440,16 @@ def _pandas():
     return _PANDAS
 
 
-def _fast_parse(text: bytes, delim: str, usecols) -> np.ndarray | None:
-    """Parse a clean block (numbers, ``nan``, one delimiter) or return None when it is not."""
+def _fast_parse(text: bytes, delim: str, usecols) -> list[np.ndarray] | None:
+    """Parse a clean block (numbers, ``nan``, one delimiter) or return None when it is not.
+
+    Returns one float64 array per entry of ``usecols`` (in that order): views of the frame's
+    block (read-only ones under pandas' copy-on-write, which :func:`_convert` copies).
+    """
     import warnings
 
     pd = _pandas()
+    uniq = sorted(set(usecols))
     with warnings.catch_warnings():
         # An empty block makes loadtxt warn; any parser warning means "not clean" here.
         warnings.simplefilter("error")
@@ -449,15 +459,16 @@ def _fast_parse(text: bytes, delim: str, usecols) -> np.ndarray | None:
                     io.BytesIO(text),
                     header=None,
                     sep=delim,
-                    usecols=usecols,
+                    usecols=uniq,
                     dtype=np.float64,
                     engine="c",
                     keep_default_na=False,
                     na_values=["nan"],
                 )
-                # usecols comes back sorted by position: restore the asked order.
-                return frame[list(usecols)].to_numpy(dtype=np.float64)
-            return np.loadtxt(
+                # One array per asked column, in the asked order, straight from the frame's
+                # float64 block (no reordered copy of the frame, no row-major interleave).
+                return _in_order({c: frame[c].to_numpy(dtype=np.float64) for c in uniq}, usecols)
+            vals = np.loadtxt(
                 io.StringIO(text.decode("utf-8")),
                 delimiter=delim,
                 usecols=usecols,
@@ -467,6 +478,179 @@ def _fast_parse(text: bytes, delim: str, usecols) -> np.ndarray | None:
             )
         except (ValueError, Warning):  # UnicodeDecodeError and pandas' ParserError included
             return None
+    return [vals[:, i] for i in range(vals.shape[1])]
+
+
+def _in_order(by_column: dict, usecols) -> list[np.ndarray]:
+    """One array per entry of ``usecols``, a column asked twice copied (converted in place)."""
+    out, seen = [], set()
+    for c in usecols:
+        out.append(by_column[c].copy() if c in seen else by_column[c])
+        seen.add(c)
+    return out
+
+
+def _convert(values: list[np.ndarray], a, b) -> list[np.ndarray]:
+    """The unit conversion ``y = x * a_i + b_i`` of each column (a parser's column is its own).
+
+    In place where the parser gave a writable array of its own (never shared between two
+    columns), into a new array where it gave a read-only view (pandas' copy-on-write frames).
+    """
+    out = []
+    for x, ai, bi in zip(values, a, b, strict=True):
+        if x.flags.writeable:
+            x *= ai
+        else:
+            x = np.multiply(x, ai)
+        x += bi
+        out.append(x)
+    return out
+
+
+# The common case of a numeric log -- every line exactly ``ncols`` fields, every chosen field a
+# plain decimal (``[+-]digits[.digits][(e|E)[+-]digits]``), ``nan`` or empty -- is parsed by one
+# compiled pass over the bytes when numba is installed (~3x pandas' C parser here: no
+# tokenising into strings, no pre-scan of the block, unused columns only skipped). A number
+# is ``m * 10**k`` or ``m / 10**-k`` with the integer ``m <= 2**53`` and ``|k| <= 22``: ``m`` and
+# ``10**|k|`` are exact doubles, so the one IEEE operation is correctly rounded -- the same
+# double as Python's ``float`` (the exact path) and pandas' parser give (Clinger's fast path).
+# Anything else (more digits, larger exponents, ``inf``, spaces, a short or long line) makes
+# the pass give up on the block, which then takes the pandas path unchanged.
+# None: not looked up yet; False: numba not installed (or it failed to compile).
+_SIMPLE = None
+
+
+def _simple_kernel():
+    global _SIMPLE
+    if _SIMPLE is None:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # numba's own deprecation notices
+                _SIMPLE = _compile_simple()
+        except Exception:  # noqa: BLE001 - not installed, or no compiler: the pandas path
+            _SIMPLE = False
+    return _SIMPLE
+
+
+def _compile_simple():
+    import numba
+
+    pow10 = np.array([10.0**i for i in range(23)])  # exact doubles: 10**22 < 2**53 * 5**22
+
+    def kernel(buf, delim, slots, out):
+        """Rows parsed into ``out[slot, row]``, or -1 when the block is not simple."""
+        n = buf.shape[0]
+        ncols = slots.shape[0]
+        nrows = out.shape[1]
+        pos = 0
+        row = 0
+        while pos < n:
+            if row >= nrows:
+                return -1
+            for j in range(ncols):
+                end = 10 if j == ncols - 1 else delim
+                slot = slots[j]
+                if slot < 0:  # a column not asked for: skipped, whatever it holds
+                    while pos < n and buf[pos] != delim and buf[pos] != 10:
+                        pos += 1
+                    if pos >= n or buf[pos] != end:
+                        return -1
+                    pos += 1
+                    continue
+                c = buf[pos]
+                if c == end:  # an empty field: a missing value
+                    out[slot, row] = np.nan
+                    pos += 1
+                    continue
+                if c == 110 and pos + 3 < n and buf[pos + 1] == 97 and buf[pos + 2] == 110:
+                    if buf[pos + 3] != end:  # "nan"
+                        return -1
+                    out[slot, row] = np.nan
+                    pos += 4
+                    continue
+                neg = c == 45
+                if c == 45 or c == 43:
+                    pos += 1
+                m = 0
+                digits = 0
+                k = 0
+                while pos < n and 48 <= buf[pos] <= 57:
+                    m = m * 10 + (buf[pos] - 48)
+                    digits += 1
+                    pos += 1
+                    if digits > 17:
+                        return -1
+                if pos < n and buf[pos] == 46:  # "."
+                    pos += 1
+                    while pos < n and 48 <= buf[pos] <= 57:
+                        m = m * 10 + (buf[pos] - 48)
+                        digits += 1
+                        k -= 1
+                        pos += 1
+                        if digits > 17:
+                            return -1
+                if digits == 0:
+                    return -1
+                if pos < n and (buf[pos] == 101 or buf[pos] == 69):  # "e", "E"
+                    pos += 1
+                    eneg = False
+                    if pos < n and (buf[pos] == 45 or buf[pos] == 43):
+                        eneg = buf[pos] == 45
+                        pos += 1
+                    e = 0
+                    edigits = 0
+                    while pos < n and 48 <= buf[pos] <= 57:
+                        e = e * 10 + (buf[pos] - 48)
+                        edigits += 1
+                        pos += 1
+                        if edigits > 4:
+                            return -1
+                    if edigits == 0:
+                        return -1
+                    k += -e if eneg else e
+                if pos >= n or buf[pos] != end:
+                    return -1
+                pos += 1
+                if m > 9007199254740992 or k > 22 or k < -22:  # 2**53
+                    return -1
+                v = np.float64(m)
+                if k >= 0:
+                    v = v * pow10[k]
+                else:
+                    v = v / pow10[-k]
+                out[slot, row] = -v if neg else v
+            row += 1
+        return row
+
+    fn = numba.njit(
+        numba.int64(
+            numba.types.Array(numba.uint8, 1, "C", readonly=True),
+            numba.int64,
+            numba.types.Array(numba.int64, 1, "C"),
+            numba.types.Array(numba.float64, 2, "C"),
+        ),
+        cache=True,
+        nogil=True,
+    )(kernel)
+    return fn
+
+
+def _simple_parse(text: bytes, delim: int, ncols: int, usecols) -> list[np.ndarray] | None:
+    """The columns of a simple block (see above), in ``usecols`` order; None when it is not."""
+    kernel = _simple_kernel()
+    if not kernel:
+        return None
+    buf = np.frombuffer(text, dtype=np.uint8)
+    lines = int(np.count_nonzero(buf == 10))
+    uniq = sorted(set(usecols))
+    slots = np.full(ncols, -1, dtype=np.int64)
+    slots[uniq] = np.arange(len(uniq))
+    out = np.empty((len(uniq), lines), dtype=np.float64)
+    if kernel(buf, delim, slots, out) != lines:
+        return None
+    return _in_order({c: out[k] for k, c in enumerate(uniq)}, usecols)
 
 
 # ------------------------------------------------------------------------------------ opening
