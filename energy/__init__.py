@@ -10,6 +10,7 @@ Example:
     True
 """
 
+from . import tnn
 from ._grid import bin_edges as bin_edges
 from ._io import MapFileError as MapFileError
 from ._io import MapFileNotFoundError as MapFileNotFoundError
@@ -28,4 +29,5 @@ __all__ = [
     "bin_edges",
     "conformal_rank",
     "load",
+    "tnn",
 ]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from ._model import NetConfig, abstract_ensemble
 from ._surrogate import Surrogate
@@ -31,6 +30,29 @@ def _flat_params(params) -> dict[str, jax.Array]:
     """Network weights as {"hidden/0/kernel": array, ...} (string keys orbax stores as is)."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(params)
     return {"/".join(_key_str(k) for k in path): leaf for path, leaf in leaves}
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    """{"params/hidden/0/kernel": shape, ...} of a nested dict of arrays or array metadata."""
+    out = {}
+    for name, v in tree.items():
+        if isinstance(v, dict):
+            out.update({f"{name}/{k}": shp for k, shp in _shapes(v).items()})
+        else:
+            out[name] = tuple(getattr(v, "shape", None) or ())
+    return out
+
+
+def _compare(want: dict, have: dict) -> list[str]:
+    """Differences between the expected and the stored array names and shapes."""
+    problems = [f"{n} is missing" for n in sorted(set(want) - set(have))]
+    problems += [f"{n} is not expected" for n in sorted(set(have) - set(want))]
+    problems += [
+        f"{n} has shape {have[n]}, expected {want[n]}"
+        for n in sorted(set(want) & set(have))
+        if tuple(have[n]) != tuple(want[n])
+    ]
+    return problems
 
 
 def _key_str(k) -> str:
@@ -72,6 +94,8 @@ def save(s: Surrogate, directory: str | os.PathLike) -> str:
     tree = {"params": _flat_params(s.params)}
     tree.update({name: getattr(s, name) for name in _ARRAYS})
     tree = jax.tree.map(lambda a: np.asarray(a), tree)
+    import orbax.checkpoint as ocp  # slow to import: only when saving or loading
+
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(state_dir, tree)
         ckpt.wait_until_finished()
@@ -161,13 +185,26 @@ def load(directory: str | os.PathLike, *, device: jax.Device | None = None) -> S
     target = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), target
     )
-    try:
-        with ocp.StandardCheckpointer() as ckpt:
+    import orbax.checkpoint as ocp  # slow to import: only when saving or loading
+
+    with ocp.StandardCheckpointer() as ckpt:
+        # Compare names and shapes with what is on disk first: a mismatched restore inside orbax
+        # fails in its asynchronous reader, which is slower and noisier than a clear message.
+        try:
+            stored = ckpt.metadata(state_dir).item_metadata.tree
+        except Exception as e:  # orbax raises FileNotFoundError, ValueError ... by case
+            raise CheckpointError(
+                f"{root}: unreadable or incomplete arrays ({_STATE}/): {e}"
+            ) from e
+        problems = _compare(_shapes(target), _shapes(stored))
+        if problems:
+            raise CheckpointError(
+                f"{root}: the arrays do not match the metadata: " + "; ".join(problems[:5])
+            )
+        try:
             restored = ckpt.restore(state_dir, target)
-    except Exception as e:  # orbax raises ValueError, FileNotFoundError, KeyError ... by case
-        raise CheckpointError(
-            f"{root}: the arrays do not match the metadata or are incomplete: {e}"
-        ) from e
+        except Exception as e:  # as above
+            raise CheckpointError(f"{root}: the arrays could not be restored: {e}") from e
 
     flat = restored["params"]
     leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract_params)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +22,38 @@ __all__ = ["fit_samples", "geometric_levels"]
 # Smallest noise level (relative to the per-axis data std): annealed chains end with about this
 # much blur, and score matching below it needs far more steps for little gain.
 SIGMA_MIN = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class _DSMLoss:
+    """Denoising score matching over noise levels, weighted by sigma^2 (see fit_samples)."""
+
+    graphdef: Any
+    levels: tuple[float, ...]
+    c_mean: float
+    c_std: float
+
+    def energy_one(self, p, v, s):
+        """E(u, sigma) of one member at one point v = u / sqrt(1 + s^2) (see Surrogate)."""
+        c = (jnp.log(s) - self.c_mean) / self.c_std
+        return apply_one(self.graphdef, p, v, c) + 0.5 * jnp.sum(v * v)
+
+    def __call__(self, p, batch, k):
+        u_b = batch["u"]
+        d = u_b.shape[-1]
+        levels = jnp.asarray(self.levels, jnp.float32)
+        ki, kz = jax.random.split(k)
+        i = jax.random.randint(ki, (u_b.shape[0],), 0, levels.shape[0])
+        s = levels[i]
+        z = jax.random.normal(kz, u_b.shape)
+        noisy = u_b + s[:, None] * z
+
+        def grad_u(ut, st):
+            scale = jnp.sqrt(1.0 + st * st)
+            return jax.grad(lambda w: self.energy_one(p, w / scale, st))(ut)
+
+        g = jax.vmap(grad_u)(noisy, s)
+        return jnp.mean(jnp.sum((s[:, None] * g - z) ** 2, axis=-1)) / d
 
 
 def geometric_levels(sigma_max: float, sigma_min: float, n_levels: int) -> np.ndarray:
@@ -155,26 +189,7 @@ def fit_samples(
 
     config = NetConfig(d, int(width), int(depth), int(members), True)
     graphdef, params = init_ensemble(config, k_init)
-
-    def energy_one(p, v, s):
-        """E(u, sigma) of one member at one point v = u / sqrt(1 + s^2) (see Surrogate)."""
-        c = (jnp.log(s) - c_mean) / c_std
-        return apply_one(graphdef, p, v, c) + 0.5 * jnp.sum(v * v)
-
-    def loss_fn(p, batch, k):
-        u_b = batch["u"]
-        ki, kz = jax.random.split(k)
-        i = jax.random.randint(ki, (u_b.shape[0],), 0, n_levels)
-        s = levels_j[i]
-        z = jax.random.normal(kz, u_b.shape)
-        noisy = u_b + s[:, None] * z
-
-        def grad_u(ut, st):
-            scale = jnp.sqrt(1.0 + st * st)
-            return jax.grad(lambda w: energy_one(p, w / scale, st))(ut)
-
-        g = jax.vmap(grad_u)(noisy, s)
-        return jnp.mean(jnp.sum((s[:, None] * g - z) ** 2, axis=-1)) / d
+    loss_fn = _DSMLoss(graphdef, tuple(float(v) for v in levels), c_mean, c_std)
 
     t0 = time.perf_counter()
     result = train_ensemble(
@@ -198,7 +213,7 @@ def fit_samples(
     s_min = levels_j[-1]
     v_ref = ref / jnp.sqrt(1.0 + s_min * s_min)
     e_ref = jax.jit(
-        jax.vmap(lambda p: jnp.mean(jax.vmap(lambda v: energy_one(p, v, s_min))(v_ref)))
+        jax.vmap(lambda p: jnp.mean(jax.vmap(lambda v: loss_fn.energy_one(p, v, s_min))(v_ref)))
     )(result.params)
 
     provenance = {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from functools import partial
 from typing import Any
 
 import jax
@@ -135,60 +137,35 @@ def fit(
     spacing = width_box / (np.asarray(values.shape) - 1)
     norm = np.maximum(norm, spacing)
 
-    k_init, k_train, k_pool, k_val = jax.random.split(key, 4)
+    k_init, k_train, k_pool = jax.random.split(key, 3)
     n_val = max(64, int(round(validation_fraction * n_points)))
     per_level = max(32, n_points // len(train_levels))
     n_val_level = max(32, n_val // len(train_levels))
-    cdf_j = jnp.asarray(cdf)
-    shape = values.shape
+    sampling = (
+        jnp.asarray(cdf, jnp.float32),
+        jnp.asarray(train_levels, jnp.float32),
+        jnp.asarray(lo, jnp.float32),
+        jnp.asarray(hi, jnp.float32),
+    )
 
-    def draw(k: jax.Array, n: int, sigma: float) -> np.ndarray:
-        """n points of the map's density smoothed by sigma, with a uniform share."""
-        ku, kj, kg, kf = jax.random.split(k, 4)
-        n_unif = int(round(uniform_fraction * n))
-        n_data = n - n_unif
-        u = jax.random.uniform(ku, (n_data,), dtype=cdf_j.dtype)
-        idx = np.minimum(np.asarray(jnp.searchsorted(cdf_j, u, side="right")), cdf.size - 1)
-        nodes = np.stack(np.unravel_index(idx, shape), axis=-1).astype(np.float64)
-        jitter = np.asarray(jax.random.uniform(kj, (n_data, d)), np.float64) - 0.5
-        x = lo + (nodes + jitter) * spacing
-        if sigma > 0:
-            x = x + sigma * width_box * np.asarray(jax.random.normal(kg, (n_data, d)), np.float64)
-        flat = lo + width_box * np.asarray(jax.random.uniform(kf, (n_unif, d)), np.float64)
-        return np.clip(np.concatenate([x, flat]), lo, hi).astype(np.float32)
+    # Training and validation points in one draw (one compiled program), split per level.
+    n_all = per_level + n_val_level
+    x_all = np.asarray(_draw(k_pool, sampling, n_all, values.shape, float(uniform_fraction)))
+    e_all, g_all = _targets(m, jnp.asarray(x_all), sampling[1], grad_weight > 0)
+    e_all, g_all = np.asarray(e_all, np.float64), np.asarray(g_all, np.float64)
+    sigma_all = np.broadcast_to(train_levels[:, None], e_all.shape)
 
-    def targets(x: np.ndarray, sigma: float):
-        """The map's energy (and gradient) at level sigma, as float32 arrays."""
-        xs = jnp.asarray(x)
-        if sigma == 0.0:
-            e = m.energy(xs)
-            g = jax.vmap(jax.grad(lambda z: m.energy(z)))(xs) if grad_weight > 0 else None
-        else:
-            e = m.energy_at(xs, sigma)
-            g = jax.vmap(jax.grad(lambda z: m.energy_at(z, sigma)))(xs) if grad_weight > 0 else None
-        e = np.asarray(e, np.float64)
-        g = np.zeros((len(x), d)) if g is None else np.asarray(g, np.float64)
-        return e, g
-
-    def pool(k: jax.Array, n: int) -> dict[str, np.ndarray]:
-        """Training (or validation) points, levels, targets over all levels."""
-        xs, cs, es, gs = [], [], [], []
-        for i, sigma in enumerate(train_levels):
-            x = draw(jax.random.fold_in(k, i), n, float(sigma))
-            e, g = targets(x, float(sigma))
-            xs.append(x)
-            cs.append(np.full(len(x), sigma))
-            es.append(e)
-            gs.append(g)
+    def part(sl: slice) -> dict[str, np.ndarray]:
+        """Points sl of every level: states, levels, energies, gradients (flattened)."""
         return {
-            "x": np.concatenate(xs),
-            "sigma": np.concatenate(cs),
-            "e": np.concatenate(es),
-            "g": np.concatenate(gs),
+            "x": x_all[:, sl].reshape(-1, d),
+            "sigma": sigma_all[:, sl].reshape(-1),
+            "e": e_all[:, sl].reshape(-1),
+            "g": g_all[:, sl].reshape(-1, d),
         }
 
-    train = pool(k_pool, per_level)
-    val = pool(k_val, n_val_level)
+    train = part(slice(0, per_level))
+    val = part(slice(per_level, n_all))
     bad = ~np.isfinite(train["e"])
     if bad.any():
         raise ValueError(f"the map's energy is not finite at {int(bad.sum())} training points")
@@ -213,17 +190,7 @@ def fit(
     config = NetConfig(d, int(width), int(depth), int(members), len(train_levels) > 1)
     graphdef, params = init_ensemble(config, k_init)
 
-    def loss_fn(p, batch, _key):
-        def one(u, c):
-            return apply_one(graphdef, p, u, c)
-
-        if grad_weight > 0:
-            pred, g = jax.vmap(jax.value_and_grad(one))(batch["u"], batch["c"])
-            return jnp.mean((pred - batch["y"]) ** 2) + grad_weight * jnp.mean(
-                (g - batch["gy"]) ** 2
-            )
-        pred = jax.vmap(one)(batch["u"], batch["c"])
-        return jnp.mean((pred - batch["y"]) ** 2)
+    loss_fn = _MapLoss(graphdef, float(grad_weight))
 
     t0 = time.perf_counter()
     result = train_ensemble(
@@ -290,6 +257,67 @@ def fit(
         units=_strings(getattr(m, "units", None)),
         provenance=json.dumps(provenance),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _MapLoss:
+    """Squared error of the normalised energy (plus grad_weight times that of its gradient)."""
+
+    graphdef: Any
+    grad_weight: float
+
+    def __call__(self, p, batch, _key):
+        def one(u, c):
+            return apply_one(self.graphdef, p, u, c)
+
+        if self.grad_weight > 0:
+            pred, g = jax.vmap(jax.value_and_grad(one))(batch["u"], batch["c"])
+            return jnp.mean((pred - batch["y"]) ** 2) + self.grad_weight * jnp.mean(
+                (g - batch["gy"]) ** 2
+            )
+        pred = jax.vmap(one)(batch["u"], batch["c"])
+        return jnp.mean((pred - batch["y"]) ** 2)
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _draw(key, sampling, n: int, shape: tuple[int, ...], uniform_fraction: float) -> jax.Array:
+    """n points per level (levels, n, d) of the map's density smoothed by each level.
+
+    A node by inverse-CDF sampling (searchsorted on the cumulative node density: memory O(n),
+    not O(n * cells) as a categorical draw would be), a uniform offset within its cell, a
+    Gaussian offset of width sigma * (hi - lo); each point is instead uniform over the box with
+    probability uniform_fraction.
+    """
+    cdf, levels, lo, hi = sampling
+    d = len(shape)
+    spacing = (hi - lo) / (jnp.asarray(shape, jnp.float32) - 1)
+
+    def one(k, sigma):
+        ku, kj, kg, kf, kb = jax.random.split(k, 5)
+        u = jax.random.uniform(ku, (n,))
+        idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
+        nodes = jnp.stack(jnp.unravel_index(idx, shape), axis=-1).astype(jnp.float32)
+        x = lo + (nodes + jax.random.uniform(kj, (n, d)) - 0.5) * spacing
+        x = x + sigma * (hi - lo) * jax.random.normal(kg, (n, d))
+        flat = lo + (hi - lo) * jax.random.uniform(kf, (n, d))
+        x = jnp.where((jax.random.uniform(kb, (n,)) < uniform_fraction)[:, None], flat, x)
+        return jnp.clip(x, lo, hi)
+
+    return jax.vmap(one)(jax.random.split(key, levels.shape[0]), levels)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _targets(m, x: jax.Array, levels: jax.Array, with_grad: bool):
+    """The map's energies (levels, n) at x (levels, n, d), level 0 being sigma = 0; gradients."""
+
+    def at(xi, sigma):
+        return jnp.where(sigma > 0, m.energy_at(xi, sigma), m.energy(xi))
+
+    e = jax.vmap(jax.vmap(at, in_axes=(0, None)))(x, levels)
+    if not with_grad:
+        return e, jnp.zeros_like(x)
+    g = jax.vmap(jax.vmap(jax.grad(at), in_axes=(0, None)))(x, levels)
+    return e, g
 
 
 def _strings(seq: Any) -> tuple[str, ...] | None:

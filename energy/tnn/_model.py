@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -77,11 +78,14 @@ class EnergyNet(nnx.Module):
 def init_ensemble(config: NetConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:
     """K independently initialised networks as one graph definition and a stacked state (K, ...)."""
 
-    def one(k):
-        return nnx.split(_build(config, k))[1]
-
     graphdef = nnx.split(nnx.eval_shape(lambda: _build(config, key)))[0]
-    return graphdef, jax.vmap(one)(jax.random.split(key, config.members))
+    return graphdef, _init_states(config, jax.random.split(key, config.members))
+
+
+@partial(jax.jit, static_argnums=0)
+def _init_states(config: NetConfig, keys: jax.Array) -> nnx.State:
+    """Stacked initial states of all members: one compiled program (cached per config)."""
+    return jax.vmap(lambda k: nnx.split(_build(config, k))[1])(keys)
 
 
 def abstract_ensemble(config: NetConfig) -> tuple[nnx.GraphDef, nnx.State]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -73,7 +74,8 @@ def train_ensemble(
 
     Args:
       loss_fn: (params of one member, batch, key) -> scalar loss; batch is train_data indexed
-        along axis 0.
+        along axis 0. Hashable and comparable (a frozen dataclass), so that compiled programs
+        are reused between fits with equal losses.
       params: stacked (K, ...) initial parameters.
       train_data, val_data: pytrees of arrays with a leading example axis.
       key: PRNG key.
@@ -84,46 +86,10 @@ def train_ensemble(
     Returns:
       A TrainResult.
     """
-    n = jax.tree.leaves(train_data)[0].shape[0]
     k_members = jax.tree.leaves(params)[0].shape[0]
-    warmup = max(1, min(100, steps // 10))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, learning_rate, warmup, max(steps, warmup + 1), end_value=0.05 * learning_rate
-    )
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
-    opt_state = jax.vmap(opt.init)(params)
-
-    def member_step(p, o, k):
-        kb, kl = jax.random.split(k)
-        idx = jax.random.randint(kb, (batch_size,), 0, n)
-        batch = jax.tree.map(lambda a: a[idx], train_data)
-        loss, g = jax.value_and_grad(loss_fn)(p, batch, kl)
-        updates, o = opt.update(g, o, p)
-        return optax.apply_updates(p, updates), o, loss
-
-    @jax.jit
-    def chunk(p, o, keys):
-        def body(carry, ks):
-            p, o = carry
-            p, o, loss = jax.vmap(member_step)(p, o, ks)
-            return (p, o), loss
-
-        (p, o), losses = jax.lax.scan(body, (p, o), keys)
-        return p, o, jnp.mean(losses)
-
+    hyper = (int(steps), float(learning_rate), int(batch_size))
+    opt_state = _opt_init(hyper, params)
     val_key = jax.random.fold_in(key, 0x7A1)
-
-    @jax.jit
-    def validate(p):
-        return jax.vmap(lambda q: loss_fn(q, val_data, val_key))(p)
-
-    @jax.jit
-    def keep_best(best, p, improved):
-        def pick(b, q):
-            mask = improved.reshape((k_members,) + (1,) * (q.ndim - 1))
-            return jnp.where(mask, q, b)
-
-        return jax.tree.map(pick, best, p)
 
     show = sys.stderr.isatty() if progress is None else bool(progress)
     n_chunks = math.ceil(steps / eval_every)
@@ -137,15 +103,17 @@ def train_ensemble(
     with tqdm(total=n_chunks * eval_every, desc=desc, disable=not show, leave=False) as bar:
         for i in range(n_chunks):
             keys = jax.random.split(jax.random.fold_in(train_key, i), (eval_every, k_members))
-            params, opt_state, train_loss = chunk(params, opt_state, keys)
-            val = np.asarray(validate(params), dtype=np.float64)
+            params, opt_state, train_loss = _chunk(
+                loss_fn, hyper, params, opt_state, keys, train_data
+            )
+            val = np.asarray(_validate(loss_fn, params, val_data, val_key), dtype=np.float64)
             if not np.all(np.isfinite(val)):
                 raise FloatingPointError(
                     f"{desc}: validation loss became {val} at step {done + eval_every}; "
                     "lower learning_rate"
                 )
             improved = val < best_val
-            best = keep_best(best, params, jnp.asarray(improved))
+            best = _keep_best(best, params, jnp.asarray(improved))
             best_val = np.where(improved, val, best_val)
             done += eval_every
             history.append([done, float(train_loss), float(np.mean(val))])
@@ -156,3 +124,65 @@ def train_ensemble(
                 stopped = True
                 break
     return TrainResult(best, history, done, best_val, stopped)
+
+
+# The compiled pieces are module-level and take the loss (a hashable, comparable object) and the
+# optimiser settings as static arguments and the data as arguments, so a second fit with the same
+# network and data shapes reuses the compiled programs.
+
+
+def _optimizer(hyper: tuple[int, float, int]) -> optax.GradientTransformation:
+    """Adam with global-norm clipping, linear warm-up and cosine decay to 5 %."""
+    steps, learning_rate, _ = hyper
+    warmup = max(1, min(100, steps // 10))
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, warmup, max(steps, warmup + 1), end_value=0.05 * learning_rate
+    )
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+
+
+@partial(jax.jit, static_argnums=0)
+def _opt_init(hyper, params):
+    """Optimiser state of every member."""
+    return jax.vmap(_optimizer(hyper).init)(params)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _chunk(loss_fn, hyper, params, opt_state, keys, data):
+    """len(keys) steps of every member (keys: (steps, K)); returns the mean training loss."""
+    opt = _optimizer(hyper)
+    batch_size = hyper[2]
+    n = jax.tree.leaves(data)[0].shape[0]
+
+    def member_step(p, o, k):
+        kb, kl = jax.random.split(k)
+        idx = jax.random.randint(kb, (batch_size,), 0, n)
+        batch = jax.tree.map(lambda a: a[idx], data)
+        loss, g = jax.value_and_grad(loss_fn)(p, batch, kl)
+        updates, o = opt.update(g, o, p)
+        return optax.apply_updates(p, updates), o, loss
+
+    def body(carry, ks):
+        p, o = carry
+        p, o, loss = jax.vmap(member_step)(p, o, ks)
+        return (p, o), loss
+
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), keys)
+    return params, opt_state, jnp.mean(losses)
+
+
+@partial(jax.jit, static_argnums=0)
+def _validate(loss_fn, params, data, key):
+    """Validation loss of every member on all of data, with a fixed key: (K,)."""
+    return jax.vmap(lambda q: loss_fn(q, data, key))(params)
+
+
+@jax.jit
+def _keep_best(best, params, improved):
+    """Each member's weights where it improved, else its best so far."""
+
+    def pick(b, q):
+        mask = improved.reshape((improved.shape[0],) + (1,) * (q.ndim - 1))
+        return jnp.where(mask, q, b)
+
+    return jax.tree.map(pick, best, params)
