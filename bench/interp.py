@@ -132,7 +132,9 @@ def main(argv=None) -> dict:
         "jax": jax.__version__,
         "rows": rows,
     }
-    print(f"{'d':>2} {'grid':>14} {'method':<26} {'Mpts/s':>9} {'first call s':>12} {'x map_coord':>11}")
+    print(
+        f"{'d':>2} {'grid':>14} {'method':<26} {'Mpts/s':>9} {'first call s':>12} {'x map_coord':>11}"
+    )
     for r in rows:
         grid = "x".join(str(n) for n in r["grid"])
         print(

@@ -58,7 +58,12 @@ def _weights(t: jax.Array, kind: str) -> tuple[list[jax.Array], list[jax.Array]]
     # Uniform cubic B-spline basis for the nodes i-1, i, i+1, i+2 at fraction t of cell i.
     t2, t3 = t * t, t * t * t
     s = 1.0 - t
-    w = [s * s * s / 6.0, (3 * t3 - 6 * t2 + 4) / 6.0, (-3 * t3 + 3 * t2 + 3 * t + 1) / 6.0, t3 / 6.0]
+    w = [
+        s * s * s / 6.0,
+        (3 * t3 - 6 * t2 + 4) / 6.0,
+        (-3 * t3 + 3 * t2 + 3 * t + 1) / 6.0,
+        t3 / 6.0,
+    ]
     dw = [-0.5 * s * s, 1.5 * t2 - 2 * t, -1.5 * t2 + t + 0.5, 0.5 * t2]
     return w, dw
 

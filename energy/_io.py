@@ -96,7 +96,9 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray],
             if head == b"\x93NUMPY":
                 raise MapFileError(f"{path}: a single .npy array, not a .npz {kind} file")
             if head[:4] != b"PK\x03\x04":
-                raise MapFileError(f"{path}: not a .npz file (no zip header; random or wrong bytes)")
+                raise MapFileError(
+                    f"{path}: not a .npz file (no zip header; random or wrong bytes)"
+                )
             # np.load on our own handle: the handle is closed however reading fails.
             with np.load(fh, allow_pickle=False) as f:
                 arrays = {}
@@ -110,12 +112,16 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray],
     except MapFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:
-        raise MapFileError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from err
+        raise MapFileError(
+            f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
+        ) from err
     if "meta" not in arrays:
         raise MapFileError(f"{path}: no 'meta' entry: not a groundstate file")
     meta_arr = arrays.pop("meta")
     if meta_arr.shape != () or meta_arr.dtype.kind != "U":
-        raise MapFileError(f"{path}: 'meta' must be a JSON string, got {meta_arr.dtype} {meta_arr.shape}")
+        raise MapFileError(
+            f"{path}: 'meta' must be a JSON string, got {meta_arr.dtype} {meta_arr.shape}"
+        )
     try:
         meta = json.loads(str(meta_arr))
     except json.JSONDecodeError as err:

@@ -205,7 +205,9 @@ class EnergyMap:
             raise ValueError(f"grid of {v.size} nodes is larger than the {_grid.MAX_NODES} allowed")
         bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
         if bad:
-            raise ValueError(f"values has {bad} non-finite energies (NaN or inf); all must be finite")
+            raise ValueError(
+                f"values has {bad} non-finite energies (NaN or inf); all must be finite"
+            )
         b = _grid.check_bounds(bounds, v.ndim)
         d = v.ndim
         names_t = _labels(names, d, "names", lambda i: f"x{i}")
@@ -428,7 +430,9 @@ class EnergyMap:
         w = (s - lo_s) / (hi_s - lo_s)  # weight of the coarser level i
         size = int(np.prod(self._spec.table_shape))
         table = self._levels_table.reshape(-1)
-        e_i = _interp.grid_energy(table, (i * size).astype(jnp.int32), self._lo, self._hi, flat, self._spec)
+        e_i = _interp.grid_energy(
+            table, (i * size).astype(jnp.int32), self._lo, self._hi, flat, self._spec
+        )
         e_j = _interp.grid_energy(
             table, ((i + 1) * size).astype(jnp.int32), self._lo, self._hi, flat, self._spec
         )
@@ -519,7 +523,9 @@ class EnergyMap:
     @property
     def grid(self) -> tuple[np.ndarray, ...]:
         """Node coordinates per axis (``np.linspace(lo_i, hi_i, n_i)``)."""
-        return tuple(np.linspace(lo, hi, n) for (lo, hi), n in zip(self.bounds, self.shape, strict=True))
+        return tuple(
+            np.linspace(lo, hi, n) for (lo, hi), n in zip(self.bounds, self.shape, strict=True)
+        )
 
     @property
     def noise_levels(self) -> jax.Array:
@@ -658,7 +664,9 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
     return m
 
 
-def map_from_arrays(path, arrays: dict[str, np.ndarray], meta: dict, extra: Sequence[str] = ()) -> EnergyMap:
+def map_from_arrays(
+    path, arrays: dict[str, np.ndarray], meta: dict, extra: Sequence[str] = ()
+) -> EnergyMap:
     """Validate the map part of a container and build the map (``extra`` arrays are allowed)."""
     err = _io.MapFileError
     unknown = set(arrays) - {"energies", *extra}

@@ -107,11 +107,15 @@ def run(args: argparse.Namespace) -> int:
             progress=False,
             workers=1,
         )
-    _say(f"   {report.rows_used} rows from {len(report.files_read)} file(s); "
-         f"skipped {len(report.files_skipped)} file(s) without the variables")
-    _say(f"   map {m.shape[0]}x{m.shape[1]} over {m.names[0]} [{m.units[0]}] "
-         f"{m.bounds[0][0]:g}..{m.bounds[0][1]:g}, {m.names[1]} [{m.units[1]}] "
-         f"{m.bounds[1][0]:g}..{m.bounds[1][1]:g} -> {out / 'wind.npz'}\n")
+    _say(
+        f"   {report.rows_used} rows from {len(report.files_read)} file(s); "
+        f"skipped {len(report.files_skipped)} file(s) without the variables"
+    )
+    _say(
+        f"   map {m.shape[0]}x{m.shape[1]} over {m.names[0]} [{m.units[0]}] "
+        f"{m.bounds[0][0]:g}..{m.bounds[0][1]:g}, {m.names[1]} [{m.units[1]}] "
+        f"{m.bounds[1][0]:g}..{m.bounds[1][1]:g} -> {out / 'wind.npz'}\n"
+    )
 
     # 2. the landscape ----------------------------------------------------------------------
     _say("2. energy: the basin of the map is the power curve the turbine proved")
@@ -130,11 +134,11 @@ def run(args: argparse.Namespace) -> int:
     sh = energy.Shield.calibrate(m, cal, alpha=0.01)
     sh.save(out / "shield.npz")
     passed = float(np.mean(np.asarray(sh(test).allow)))
-    _say(f"   threshold E = {float(sh.threshold):.2f} from {len(cal)} states; "
-         f"held-out records allowed: {100 * passed:.1f}% (promise: >= 99% on average)")
-    probes = np.array(
-        [[9.0, 1000.0], [3.0, 1800.0], [12.0, 0.0], [9.0, np.nan], [40.0, 1000.0]]
+    _say(
+        f"   threshold E = {float(sh.threshold):.2f} from {len(cal)} states; "
+        f"held-out records allowed: {100 * passed:.1f}% (promise: >= 99% on average)"
     )
+    probes = np.array([[9.0, 1000.0], [3.0, 1800.0], [12.0, 0.0], [9.0, np.nan], [40.0, 1000.0]])
     labels = [
         "9 m/s, 1000 kW (normal)",
         "3 m/s, 1800 kW (impossible)",
@@ -144,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     d = sh(probes)
     names = {int(r): r.name.lower().replace("_", " ") for r in energy.Reason}
-    for label, a, r, e in zip(labels, np.asarray(d.allow), np.asarray(d.reason),
-                              np.asarray(d.energy), strict=True):
+    for label, a, r, e in zip(
+        labels, np.asarray(d.allow), np.asarray(d.reason), np.asarray(d.energy), strict=True
+    ):
         verdict = "allow" if a else f"BLOCK ({names[int(r)]})"
         _say(f"   {label:<34} E = {e:7.2f}  {verdict}")
     _say(f"   -> {out / 'shield.npz'}\n")
@@ -156,24 +161,31 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = langevin.sample(m, key, n_chains=args.chains, progress=False)
     x = np.asarray(res.positions)
-    _say(f"   {res.n_anneal + res.n_steps} steps in {time.perf_counter() - t0:.1f} s "
-         f"(compilation included); {res.n_diverged} chains diverged")
+    _say(
+        f"   {res.n_anneal + res.n_steps} steps in {time.perf_counter() - t0:.1f} s "
+        f"(compilation included); {res.n_diverged} chains diverged"
+    )
     ok = np.all(np.isfinite(states), axis=1)
     for lo, hi in ((0, 5), (5, 10), (10, 15)):
         sel = (x[:, 0] >= lo) & (x[:, 0] < hi)
         dat = (states[ok, 0] >= lo) & (states[ok, 0] < hi)
-        _say(f"   wind {lo:2d}-{hi:2d} m/s: share of chains {sel.mean():.3f} "
-             f"(data {dat.mean():.3f}), median power {np.median(x[sel, 1]):6.0f} kW "
-             f"(data {np.median(states[ok][dat, 1]):6.0f} kW)")
+        _say(
+            f"   wind {lo:2d}-{hi:2d} m/s: share of chains {sel.mean():.3f} "
+            f"(data {dat.mean():.3f}), median power {np.median(x[sel, 1]):6.0f} kW "
+            f"(data {np.median(states[ok][dat, 1]):6.0f} kW)"
+        )
     np.savetxt(out / "samples.csv", x, delimiter=",", header=",".join(m.names), comments="")
 
     _say("   design question: at 9 m/s, which power outputs has the turbine proven?")
-    cond = langevin.sample(m, jax.random.fold_in(key, 1), n_chains=1024,
-                           fixed={"wind_speed": 9.0}, progress=False)
+    cond = langevin.sample(
+        m, jax.random.fold_in(key, 1), n_chains=1024, fixed={"wind_speed": 9.0}, progress=False
+    )
     allowed, _ = sh.filter(cond.positions)
     q = np.percentile(allowed[:, 1], [5, 50, 95])
-    _say(f"   {len(allowed)}/1024 conditional samples pass the shield; power 5/50/95%: "
-         f"{q[0]:.0f} / {q[1]:.0f} / {q[2]:.0f} kW")
+    _say(
+        f"   {len(allowed)}/1024 conditional samples pass the shield; power 5/50/95%: "
+        f"{q[0]:.0f} / {q[1]:.0f} / {q[2]:.0f} kW"
+    )
     _say(f"\ndone in {time.perf_counter() - t_start:.1f} s; outputs in {out}/")
     return 0
 
