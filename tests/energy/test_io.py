@@ -18,7 +18,9 @@ from energy import _io
 def saved_map(tmp_path_factory):
     rng = np.random.default_rng(7)
     x = np.stack([rng.normal(50, 0.05, 20_000), rng.normal(300, 20, 20_000)], 1)
-    m = energy.EnergyMap.from_samples(x, bins=(24, 20), names=["frequency", "power"], units=["Hz", "MW"])
+    m = energy.EnergyMap.from_samples(
+        x, bins=(24, 20), names=["frequency", "power"], units=["Hz", "MW"]
+    )
     path = tmp_path_factory.mktemp("maps") / "grid.npz"
     m.save(path)
     return m, path

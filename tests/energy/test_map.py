@@ -13,7 +13,14 @@ from scipy.interpolate import RegularGridInterpolator
 import energy
 
 # (d, nodes per axis): every dimension the contract names, irregular node counts.
-GRIDS = [(1, (17,)), (2, (9, 13)), (3, (6, 7, 8)), (4, (5, 6, 4, 7)), (5, (4, 5, 3, 4, 5)), (6, (3, 4, 3, 4, 3, 4))]
+GRIDS = [
+    (1, (17,)),
+    (2, (9, 13)),
+    (3, (6, 7, 8)),
+    (4, (5, 6, 4, 7)),
+    (5, (4, 5, 3, 4, 5)),
+    (6, (3, 4, 3, 4, 3, 4)),
+]
 
 
 def _random_map(rng, shape, method="linear"):
@@ -37,7 +44,10 @@ def test_linear_matches_scipy_values_and_gradients(rng, d, shape):
     np.testing.assert_allclose(np.asarray(m(x)), ref(x), atol=2e-6 * (1 + np.abs(values).max()))
     # Gradient: within a cell the interpolant is multilinear, so a central difference with a step
     # that stays inside the cell is exact up to rounding (float64 reference).
-    cells = [(np.searchsorted(a, xi, side="right") - 1).clip(0, len(a) - 2) for a, xi in zip(axes, x.T, strict=True)]
+    cells = [
+        (np.searchsorted(a, xi, side="right") - 1).clip(0, len(a) - 2)
+        for a, xi in zip(axes, x.T, strict=True)
+    ]
     grads = np.asarray(jax.vmap(jax.grad(m.energy))(jnp.asarray(x, jnp.float32)))
     for j in range(d):
         a = axes[j]
@@ -83,7 +93,10 @@ def test_linear_gradient_matches_autodiff_of_reference(rng):
         return jax.scipy.ndimage.map_coordinates(m.values, list(u), order=1, mode="nearest")
 
     np.testing.assert_allclose(
-        np.asarray(jax.vmap(jax.grad(m.energy))(x)), np.asarray(jax.vmap(jax.grad(ref))(x)), rtol=1e-4, atol=1e-4
+        np.asarray(jax.vmap(jax.grad(m.energy))(x)),
+        np.asarray(jax.vmap(jax.grad(ref))(x)),
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 
@@ -172,7 +185,9 @@ def test_from_samples_is_a_density(rng):
     total = np.trapezoid(np.trapezoid(p, g[1], axis=1), g[0])
     assert abs(total - 1.0) < 2e-3
     assert abs(float(m.log_z)) < 1e-4
-    np.testing.assert_allclose(np.asarray(m.log_prob(grid[::50, ::50])), -np.asarray(m(grid[::50, ::50])), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(m.log_prob(grid[::50, ::50])), -np.asarray(m(grid[::50, ::50])), atol=1e-4
+    )
 
 
 def test_empty_cells_rise_with_distance_from_data(rng):
@@ -212,7 +227,9 @@ def test_from_counts_uses_bin_edges_and_provenance(rng):
     assert edges[0][0] == -0.25 and edges[0][-1] == 10.25
     x = np.stack([rng.uniform(0, 10, 5000), rng.uniform(-1, 1, 5000)], 1)
     counts, _ = np.histogramdd(x, bins=edges)
-    m = energy.EnergyMap.from_counts(counts, bounds, provenance={"sources": ["a.h5"]}, names=["t", "v"])
+    m = energy.EnergyMap.from_counts(
+        counts, bounds, provenance={"sources": ["a.h5"]}, names=["t", "v"]
+    )
     assert m.n_samples == 5000 and m.provenance["sources"] == ["a.h5"]
     ms = energy.EnergyMap.from_samples(x, bins=(21, 11), bounds=bounds)
     np.testing.assert_allclose(np.asarray(m.values), np.asarray(ms.values), atol=1e-5)
@@ -236,7 +253,9 @@ def test_pyramid_is_the_convolved_density(rng):
         sel = conv > 1e-8
         np.testing.assert_allclose(got[sel], ref[sel], atol=2e-3 * (1 + np.abs(ref[sel]).max()))
     # sigma = 0 is the map itself; levels decrease; coarse levels merge the modes
-    np.testing.assert_allclose(np.asarray(m.energy_at(nodes[:, None], 0.0)), np.asarray(m.values), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(m.energy_at(nodes[:, None], 0.0)), np.asarray(m.values), atol=1e-6
+    )
     lv = np.asarray(m.noise_levels)
     assert np.all(np.diff(lv) < 0) and lv[0] == pytest.approx(0.5)
     coarse = np.asarray(m.energy_at(nodes[:, None], lv[0]))
@@ -282,7 +301,9 @@ def test_pytree_jit_vmap_grad_and_device_put(rng):
     # gradient with respect to the map's own energies (the pytree leaves)
     gm = jax.grad(lambda mm: mm(x).sum())(m)
     assert isinstance(gm, energy.EnergyMap)
-    np.testing.assert_allclose(float(gm.values.sum()), 10.0, rtol=1e-5)  # weights sum to 1 per point
+    np.testing.assert_allclose(
+        float(gm.values.sum()), 10.0, rtol=1e-5
+    )  # weights sum to 1 per point
     # vmap over a batch of maps stacked leaf by leaf
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), m, m)
     out = jax.vmap(lambda mm: mm(x))(stacked)
