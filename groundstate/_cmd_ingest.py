@@ -46,7 +46,7 @@ def register(subparsers) -> None:
         type=parse_bounds,
         metavar="LO:HI,...",
         help="map bounds per variable in the asked units, in --var order (default: the "
-        "profile's, else the data's extremes); write --bounds=-5:5,... when LO is negative",
+        "profile's, else the data's extremes)",
     )
     p.add_argument(
         "--smoothing",

@@ -40,10 +40,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with a minus sign ("--bounds -5:5,0:10"): argparse would take
+# such a value for an option, so it is glued to its option ("--bounds=-5:5,0:10") first.
+_NEGATIVE_VALUE_OPTIONS = ("--bounds",)
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    """``["--bounds", "-5:5"]`` -> ``["--bounds=-5:5"]`` for the options above."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if (
+            arg in _NEGATIVE_VALUE_OPTIONS
+            and len(nxt) > 1
+            and nxt[0] == "-"
+            and nxt[1] in "0123456789."
+        ):
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``groundstate`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

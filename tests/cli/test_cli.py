@@ -1,0 +1,49 @@
+"""The groundstate command: sub-commands are registered; negative option values parse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import energy
+from groundstate import cli
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("demo", "ingest", "shield", "sample"):
+        assert name in out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert cli.main([]) == 2
+    assert "usage" in capsys.readouterr().out
+
+
+def test_negative_bounds_need_no_equals_sign(tmp_path):
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "a.csv").write_text("x,y\n-1,2\n-3,4\n0.5,1\n")
+    out = tmp_path / "m.npz"
+    args = ["ingest", str(lake), "--var", "x", "--var", "y", "--bins", "8"]
+    assert cli.main([*args, "--bounds", "-5:5,0:10", "-o", str(out)]) == 0
+    assert energy.load(out).bounds == ((-5.0, 5.0), (0.0, 10.0))
+    assert cli._glue_negative_values(["--bounds", "-.5:1"]) == ["--bounds=-.5:1"]
+    assert cli._glue_negative_values(["--bounds", "0:1", "-o", "x"]) == [
+        "--bounds",
+        "0:1",
+        "-o",
+        "x",
+    ]
+    m = energy.load(out)
+    assert m.n_samples == 3 and np.isfinite(np.asarray(m.values)).all()
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert (
+        cli.main(["shield", "check", str(tmp_path / "missing.npz"), str(tmp_path / "s.csv")]) == 1
+    )
+    assert "missing.npz" in capsys.readouterr().err
