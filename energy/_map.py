@@ -36,11 +36,13 @@ class _Info:
     Two `_Info` compare equal, so maps that differ only in provenance share compiled code.
     """
 
-    __slots__ = ("n_samples", "provenance")
+    __slots__ = ("bounds", "n_samples", "provenance")
 
-    def __init__(self, n_samples: int | None, provenance: dict):
+    def __init__(self, n_samples: int | None, provenance: dict, bounds=None):
         self.n_samples = n_samples
         self.provenance = provenance
+        # The bounds as given, in float64 (the leaves hold them in the map's dtype).
+        self.bounds = bounds
 
     def __eq__(self, other):
         return isinstance(other, _Info)
@@ -231,6 +233,7 @@ class EnergyMap:
         info = _Info(
             None if n_samples is None else int(n_samples),
             dict(provenance or {"source": "grid"}),
+            tuple((float(a), float(c)) for a, c in b),
         )
         return cls(
             jnp.asarray(stored),
@@ -403,15 +406,18 @@ class EnergyMap:
         Differentiable (an analytic gradient from one gather of the stencil), under jit, vmap and
         grad. Outside the bounds: the barrier described in the class docstring.
         """
-        x = self._points(x)
+        return _energy_jit(self, self._points(x))
+
+    __call__ = energy
+
+    def _energy(self, x: jax.Array) -> jax.Array:
+        """`energy` on checked states (traced inside `_energy_jit`)."""
         table = self._values if self._coeffs is None else self._coeffs
         flat = x.reshape((-1, self.ndim))
         e = _interp.grid_energy(
             table.reshape(-1), jnp.int32(0), self._lo, self._hi, flat, self._spec
         )
         return e.reshape(x.shape[:-1])
-
-    __call__ = energy
 
     def energy_at(self, x: ArrayLike, sigma: ArrayLike) -> jax.Array:
         """Energy of the noise-perturbed map at level ``sigma`` (relative units; 0: the map).
@@ -420,7 +426,10 @@ class EnergyMap:
         level it blends into the map itself; above the coarsest it is the coarsest level.
         ``sigma`` may be traced (annealing inside a compiled loop).
         """
-        x = self._points(x)
+        return _energy_at_jit(self, self._points(x), sigma)
+
+    def _energy_at(self, x: jax.Array, sigma: ArrayLike) -> jax.Array:
+        """`energy_at` on checked states (traced inside `_energy_at_jit`)."""
         flat = x.reshape((-1, self.ndim))
         levels = jnp.concatenate([self._noise_levels, jnp.zeros((1,), self._noise_levels.dtype)])
         s = jnp.clip(jnp.asarray(sigma, levels.dtype), 0.0, levels[0])
@@ -496,8 +505,20 @@ class EnergyMap:
 
     @property
     def bounds(self) -> tuple[tuple[float, float], ...]:
-        """``((lo_1, hi_1), ..., (lo_d, hi_d))`` as Python floats."""
-        lo, hi = np.asarray(self._lo, np.float64), np.asarray(self._hi, np.float64)
+        """``((lo_1, hi_1), ..., (lo_d, hi_d))`` as Python floats, as they were given.
+
+        The ``lo``/``hi`` leaves hold them in the map's dtype (float32 rounds 0.9 to
+        0.8999999762); the exact values given at construction are kept beside them.
+        """
+        lo, hi = np.asarray(self._lo), np.asarray(self._hi)
+        exact = self._info.bounds
+        if exact is not None and len(exact) == lo.shape[0]:
+            e = np.asarray(exact, np.float64)
+            if np.array_equal(e[:, 0].astype(lo.dtype), lo) and np.array_equal(
+                e[:, 1].astype(hi.dtype), hi
+            ):
+                return tuple(exact)
+        lo, hi = lo.astype(np.float64), hi.astype(np.float64)
         return tuple((float(a), float(b)) for a, b in zip(lo, hi, strict=True))
 
     @property
@@ -615,6 +636,12 @@ class EnergyMap:
         """
         meta = self.metadata()
         return str(_io.write_npz_atomic(path, {"energies": np.asarray(self._values)}, meta))
+
+
+# Public evaluation goes through one jit per (map structure, input shape): calling `m.energy(x)`
+# eagerly on a new shape compiles once instead of dispatching ~50 ops one by one.
+_energy_jit = jax.jit(lambda m, x: m._energy(x))
+_energy_at_jit = jax.jit(lambda m, x, sigma: m._energy_at(x, sigma))
 
 
 def _table(e: np.ndarray, method: str) -> np.ndarray:
