@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import platform
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -66,6 +69,33 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def enable_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache for the command line; returns its folder.
+
+    A command compiles its chains and kernels once; the next run of the same command on the same
+    machine loads them from ``$XDG_CACHE_HOME/groundstate/xla/<host>`` (``~/.cache`` by default)
+    instead of compiling again. Entries are native code, so the folder is per host. Nothing is
+    changed when ``JAX_COMPILATION_CACHE_DIR`` or jax's own setting is already given, and
+    ``GROUNDSTATE_COMPILATION_CACHE=off`` turns it off.
+    """
+    if os.environ.get("GROUNDSTATE_COMPILATION_CACHE", "").lower() in ("off", "0", "false"):
+        return None
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "groundstate" / "xla" / f"{platform.node() or 'host'}-{platform.machine()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: compile every time, as without the cache
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Only programs that took a while to compile are worth a disk entry.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return str(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``groundstate`` console script."""
     parser = build_parser()
@@ -73,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    enable_compilation_cache()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The command line turns on a persistent compilation cache in ~/.cache; tests stay hermetic.
+os.environ.setdefault("GROUNDSTATE_COMPILATION_CACHE", "off")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -47,3 +47,31 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
         cli.main(["shield", "check", str(tmp_path / "missing.npz"), str(tmp_path / "s.csv")]) == 1
     )
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_compilation_cache_is_per_host_and_used(tmp_path):
+    """The command line's persistent cache lands under XDG_CACHE_HOME and receives entries."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "from groundstate import cli\n"
+        "folder = cli.enable_compilation_cache()\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+        "f = jax.jit(lambda x: jnp.sin(x) @ x)\n"
+        "f(jnp.ones((8, 8))).block_until_ready()\n"
+        "print(folder)\n"
+    )
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), JAX_PLATFORMS="cpu")
+    env.pop("GROUNDSTATE_COMPILATION_CACHE", None)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = out.stdout.strip().splitlines()[-1]
+    assert folder.startswith(str(tmp_path / "groundstate" / "xla"))
+    assert os.listdir(folder), f"no cache entry written: {out.stderr[-2000:]}"
+    env["GROUNDSTATE_COMPILATION_CACHE"] = "off"
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert off.stdout.strip().splitlines()[-1] == "None"
