@@ -69,7 +69,8 @@ def test_process_pool_equals_inline(lake, inline_counts):
 
 
 def test_dask_local_cluster_executor_equals_inline(lake, inline_counts):
-    distributed = pytest.importorskip("distributed")
+    import distributed  # in the dev extra
+
     root, _ = lake
     with (
         distributed.LocalCluster(
