@@ -75,3 +75,18 @@ def test_compilation_cache_is_per_host_and_used(tmp_path):
     env["GROUNDSTATE_COMPILATION_CACHE"] = "off"
     off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert off.stdout.strip().splitlines()[-1] == "None"
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    """The README's first command: the whole workflow on the embedded data."""
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--chains", "512"]) == 0
+    text = capsys.readouterr().out
+    for step in ("1. ingest", "2. energy", "3. shield", "4. langevin", "done in"):
+        assert step in text
+    assert "BLOCK (not finite)" in text and "BLOCK (out of bounds)" in text
+    m = energy.load(out / "wind.npz")
+    assert m.names == ("wind_speed", "power") and m.units == ("m/s", "kW")
+    assert energy.Shield.load(out / "shield.npz").threshold > 0
+    samples = np.loadtxt(out / "samples.csv", delimiter=",", skiprows=1)
+    assert samples.shape == (512, 2) and np.isfinite(samples).all()
