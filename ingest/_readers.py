@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ._cf import Decoder, attr_text, find_attr
+from ._compiled import optional_kernel
 from ._netcdf3 import NC3File, NC3FormatError
 
 __all__ = ["SkipFile", "Column", "Table", "detect", "open_tables"]
@@ -516,24 +517,6 @@ def _convert(values: list[np.ndarray], a, b) -> list[np.ndarray]:
 # double as Python's ``float`` (the exact path) and pandas' parser give (Clinger's fast path).
 # Anything else (more digits, larger exponents, ``inf``, spaces, a short or long line) makes
 # the pass give up on the block, which then takes the pandas path unchanged.
-# None: not looked up yet; False: numba not installed (or it failed to compile).
-_SIMPLE = None
-
-
-def _simple_kernel():
-    global _SIMPLE
-    if _SIMPLE is None:
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # numba's own deprecation notices
-                _SIMPLE = _compile_simple()
-        except Exception:  # noqa: BLE001 - not installed, or no compiler: the pandas path
-            _SIMPLE = False
-    return _SIMPLE
-
-
 def _compile_simple():
     import numba
 
@@ -635,6 +618,9 @@ def _compile_simple():
         nogil=True,
     )(kernel)
     return fn
+
+
+_simple_kernel = optional_kernel(_compile_simple)
 
 
 def _simple_parse(text: bytes, delim: int, ncols: int, usecols) -> list[np.ndarray] | None:

@@ -14,6 +14,7 @@ import zlib
 
 import numpy as np
 
+from ._compiled import optional_kernel
 from ._readers import SkipFile, detect, open_tables
 from ._units import UnitError, conversion
 
@@ -123,24 +124,6 @@ def _limits(specs, edges):
 # ``floor((x - e_0) * n / (e_n - e_0))``, moved down while ``x < e_i`` and up while
 # ``x >= e_{i+1}``: the same bin as boost's ``e_i <= x < e_{i+1}`` for every value, in a step
 # or two. Counts go in a C-order array added once per table into the boost histogram's view.
-# None: not looked up yet; False: numba not installed (or it failed to compile).
-_BINNER = None
-
-
-def _binner():
-    global _BINNER
-    if _BINNER is None:
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # numba's own deprecation notices
-                _BINNER = _compile_binner()
-        except Exception:  # noqa: BLE001 - not installed, or no compiler: boost's fill
-            _BINNER = False
-    return _BINNER
-
-
 def _compile_binner():
     import numba
 
@@ -184,6 +167,9 @@ def _compile_binner():
     index = numba.njit(sigs, cache=True, nogil=True)(axis_index)
     add = numba.njit(i64(i64[::1], i64[::1]), cache=True, nogil=True)(add_counts)
     return index, add
+
+
+_binner = optional_kernel(_compile_binner)
 
 
 class _Filler:
