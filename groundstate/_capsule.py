@@ -105,6 +105,18 @@ def file_table(root: str | os.PathLike) -> dict[str, dict]:
     return table
 
 
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON without its own ``checksum`` entry.
+
+    It catches an edited ``capsule.json`` (a changed threshold or bound would otherwise go
+    unnoticed: the manifest cannot list its own hash); like every hash here it detects
+    corruption and accidents, not a forger who recomputes it (that needs a signature).
+    """
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write_manifest(root: str | os.PathLike, manifest: dict) -> dict:
     """Hash every member of ``root`` into ``manifest["files"]`` and write ``capsule.json`` last.
 
@@ -116,6 +128,8 @@ def write_manifest(root: str | os.PathLike, manifest: dict) -> dict:
     manifest["format"] = FORMAT
     manifest["schema"] = SCHEMA
     manifest["files"] = file_table(root)
+    manifest.pop("checksum", None)
+    manifest["checksum"] = manifest_checksum(manifest)
     data = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False).encode() + b"\n"
     tmp = root / (MANIFEST + ".tmp")
     with open(tmp, "wb") as f:
@@ -153,6 +167,8 @@ def read_manifest(root: str | os.PathLike) -> dict:
             f"{path}: schema {schema} is newer than this groundstate reads ({SCHEMA}): upgrade "
             f"groundstate to load it"
         )
+    if meta.get("checksum") != manifest_checksum(meta):
+        raise CapsuleError(f"{path}: edited: its checksum does not match its content")
     files = meta.get("files")
     if not isinstance(files, dict) or not files:
         raise CapsuleError(f"{path}: 'files' must list the capsule's members")
@@ -200,10 +216,25 @@ def verify(path: str | os.PathLike) -> dict:
 
 
 # ---------------------------------------------------------------------------------- archives
+def _archive_kind(path: str | os.PathLike) -> str | None:
+    """``"zip"``, ``"tar"`` or None, by the name first (a tar of ``.npz`` members ends like a
+    zip file), then by the content."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    name = p.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return "tar"
+    if tarfile.is_tarfile(p):
+        return "tar"
+    return "zip" if zipfile.is_zipfile(p) else None
+
+
 def is_archive(path: str | os.PathLike) -> bool:
     """A ``.tar`` (optionally compressed) or ``.zip`` file."""
-    p = Path(path)
-    return p.is_file() and (zipfile.is_zipfile(p) or tarfile.is_tarfile(p))
+    return _archive_kind(path) is not None
 
 
 def pack(capsule: str | os.PathLike, archive: str | os.PathLike) -> str:
@@ -249,7 +280,7 @@ def _safe_name(archive: Path, name: str) -> str:
 
 def _extract(archive: Path, dest: Path) -> Path:
     """Unpack an archive into ``dest`` (regular files only); return the capsule folder in it."""
-    if zipfile.is_zipfile(archive):
+    if _archive_kind(archive) == "zip":
         with zipfile.ZipFile(archive) as z:
             for info in z.infolist():
                 rel = _safe_name(archive, info.filename)

@@ -343,7 +343,7 @@ def onboard(
     bounds=None,
     smoothing: float = 1.0,
     workers: int | None = None,
-    surrogate: bool = False,
+    surrogate: bool | dict = False,
     objective: str | Callable | None = None,
     domain: str | None = None,
     licence: str | None = None,
@@ -363,7 +363,8 @@ def onboard(
         profile: ``"wind"``, ``"grid"``, ``"casting"``, a TOML path, or None.
         alpha: the shield's false-block level on held-out normal states.
         bins, bounds, smoothing, workers: as for ``ingest.ingest``.
-        surrogate: also fit a tnn surrogate (also done when the grid exceeds the node cap).
+        surrogate: also fit a tnn surrogate (also done when the grid exceeds the node cap); a
+            dict gives ``energy.tnn.fit`` settings (``{"steps": 500, "members": 4}``).
         objective: ``"module:function"`` or a function ``(d,) -> scalar``: the discovery asks
             for the lowest ``E + objective`` at each value of the swept variable.
         domain: a name for the domain (default: the profile's name, else the output's).
@@ -404,6 +405,7 @@ def onboard(
     if len(shape) != d:
         raise ValueError(f"bins: {len(shape)} values for {d} variables")
     fit_surrogate = bool(surrogate)
+    fit_kwargs = dict(surrogate) if isinstance(surrogate, dict) else {}
     if math.prod(shape) > NODE_CAP:
         n = int(NODE_CAP ** (1.0 / d))
         say(
@@ -427,6 +429,7 @@ def onboard(
         "bins": list(shape),
         "bounds": None if bounds is None else [list(map(float, b)) for b in bounds],
         "smoothing": float(smoothing),
+        "surrogate": fit_kwargs if fit_surrogate else False,
     }
     _prepare(output, work, config, force, say)
     stage = work / "capsule"
@@ -485,7 +488,7 @@ def onboard(
         if sur is None:
             if sur_dir.exists():
                 shutil.rmtree(sur_dir)
-            sur = energy.tnn.fit(m, jax.random.fold_in(key, 1), progress=progress)
+            sur = energy.tnn.fit(m, jax.random.fold_in(key, 1), progress=progress, **fit_kwargs)
             sur.save(str(sur_dir))
         shutil.copytree(sur_dir, stage / "surrogate")
         prov = sur.provenance
