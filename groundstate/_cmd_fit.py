@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="SURROGATE", help="folder to write")
     p.add_argument("--members", type=int, default=4, help="ensemble members (default 4)")
     p.add_argument("--steps", type=int, default=3000, help="maximum training steps (default 3000)")
+    p.add_argument("--width", type=int, default=64, help="hidden units per layer (default 64)")
+    p.add_argument("--depth", type=int, default=3, help="hidden layers (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fit")
     p.add_argument("--force", action="store_true", help="replace an existing surrogate folder")
     p.set_defaults(func=run)
@@ -41,10 +43,17 @@ def run(args: argparse.Namespace) -> int:
             f"{out}: exists; choose another folder"
             + (" (--force replaces only a surrogate folder)" if args.force else " or --force")
         )
-    if args.members < 1 or args.steps < 1:
-        raise ValueError("--members and --steps must be at least 1")
+    if min(args.members, args.steps, args.width, args.depth) < 1:
+        raise ValueError("--members, --steps, --width and --depth must be at least 1")
     m = energy.load(args.map)
-    s = energy.tnn.fit(m, jax.random.key(args.seed), members=args.members, steps=args.steps)
+    s = energy.tnn.fit(
+        m,
+        jax.random.key(args.seed),
+        members=args.members,
+        steps=args.steps,
+        width=args.width,
+        depth=args.depth,
+    )
     s.save(str(out))
     val = s.provenance.get("best_val_loss")
     best = f"{float(np.min(val)):.4g}" if val else "n/a"

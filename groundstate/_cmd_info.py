@@ -66,6 +66,13 @@ def load_any(path: str):
 
 def run(args: argparse.Namespace) -> int:
     """Print the description; draw it with ``--plot``."""
+    if args.plot:
+        from . import _plot
+
+        try:
+            _plot.require()
+        except ImportError as err:  # before any work, and as an error with exit code 1
+            raise ValueError(str(err)) from None
     kind, obj = load_any(args.file)
     lines = [f"{args.file}: {kind}"]
     m, sh = None, None
