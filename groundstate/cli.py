@@ -21,6 +21,10 @@ _COMMANDS = (
     "groundstate._cmd_ingest",
     "groundstate._cmd_shield",
     "groundstate._cmd_sample",
+    "groundstate._cmd_onboard",
+    "groundstate._cmd_capsule",
+    "groundstate._cmd_info",
+    "groundstate._cmd_fit",
 )
 
 
