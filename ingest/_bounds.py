@@ -11,7 +11,7 @@ __all__ = ["BoundsError", "auto_bounds"]
 # The smallest width of an automatic axis, in steps of the spacing of its values per bin in the
 # dtype maps are evaluated in (float32 under JAX's default, float64 with jax_enable_x64): below
 # that, neighbouring nodes would round to the same number and the map would evaluate to NaN.
-_ULPS_PER_BIN = 64
+_ULPS_PER_BIN = 4
 # The cells of a map must have a volume whose density ``count / (total * volume)`` is a normal
 # float64 (about 1e-308 .. 1e308, with up to ~1e19 rows counted): 1e-280 .. 1e280 leaves room.
 _LOG_VOLUME = math.log(1e280)
@@ -44,7 +44,7 @@ def auto_bounds(names, lo, hi, lo_from, hi_from, shape, fixed) -> list:
 
     A constant gets one unit either side, more for a large value so that its nodes are distinct
     numbers in the dtype maps are evaluated in (float32 by default: ``1.7e18`` gets
-    ``+- 2.8e14`` at 64 bins); a span narrower than ``64`` spacings of that dtype per bin is
+    ``+- 1.8e13`` at 64 bins); a span narrower than ``4`` spacings of that dtype per bin is
     widened around its centre to that. The resulting axes are checked: inside that dtype's
     finite range, finite and strictly increasing bin edges, and cells whose volume (with the
     fixed axes) makes a finite density.
