@@ -131,17 +131,21 @@ class _Ambiguous(SkipFile):
     """Two names match one asked variable the same way."""
 
 
-def _pick(spec, names: dict, what: str = "variables"):
+def _pick(spec, names: dict, what: str = "variables", unusable=()):
     """The entry of ``names`` (name -> entry) that ``spec`` asks for, or None.
 
     Each candidate in order (the asked name, then a profile's aliases): an exact match first;
     else a case-insensitive match when exactly one name matches that way. Two names that match
-    one candidate case-insensitively (``Power`` and ``POWER``) are an error naming both.
+    one candidate case-insensitively (``Power`` and ``POWER``) are an error naming both. A
+    candidate that is exactly the name of something unusable (in ``unusable``: a netCDF
+    dimension ``D1`` beside a variable ``d1``) stops the search: it is reported, not replaced.
     """
     lower = None
     for cand in spec.candidates:
         if cand in names:
             return names[cand]
+        if cand in unusable:
+            return None
         if lower is None:
             lower = {}
             for n in names:
@@ -158,11 +162,11 @@ def _pick(spec, names: dict, what: str = "variables"):
     return None
 
 
-def _choose(specs, entries: dict, what: str = "variables"):
+def _choose(specs, entries: dict, what: str = "variables", unusable=()):
     """Match each spec to one entry (dict name -> entry), or None when one is missing."""
     out = []
     for spec in specs:
-        hit = _pick(spec, entries, what)
+        hit = _pick(spec, entries, what, unusable)
         if hit is None:
             return None
         out.append(hit)
@@ -182,12 +186,13 @@ def _check_shapes(columns: list[Column], label: str):
 def _missing(specs, names, unusable: dict | None = None) -> str:
     """Why no table was found: the variables that exist but cannot be used, else the missing."""
     names = {n: n for n in names}
+    unusable = unusable or {}
     for spec in specs:
-        if unusable and _pick(spec, names) is None:
+        if unusable and _pick(spec, names, unusable=unusable) is None:
             hit = _pick(spec, unusable)
             if hit is not None:
                 return f"{spec.name}: {hit}"
-    miss = [s.name for s in specs if _pick(s, names) is None]
+    miss = [s.name for s in specs if _pick(s, names, unusable=unusable) is None]
     return "no matching variables" + (f" (missing {', '.join(miss)})" if miss else "")
 
 
@@ -328,14 +333,14 @@ def _hdf5_tables(f, specs) -> list[Table]:
     f.visititems(visit)
     chosen = []
     for group in sorted(groups):
-        cols = _choose(specs, groups[group])
+        cols = _choose(specs, groups[group], unusable=unusable)
         if cols is not None:
             chosen.append((group, cols))
     if not chosen:
         # No group holds them all: take unique matches across the whole file.
         cols = []
         for spec in specs:
-            hits = _pick(spec, every)
+            hits = _pick(spec, every, unusable=unusable)
             if hits is None:
                 raise SkipFile(_missing(specs, every, unusable))
             if len(hits) > 1:
@@ -378,7 +383,7 @@ def _nc3_tables(nc: NC3File, specs) -> list[Table]:
             entries[name] = var
         else:
             unusable[name] = f"{name} is {why}"
-    hits = _choose(specs, entries)
+    hits = _choose(specs, entries, unusable=unusable)
     if hits is None:
         raise SkipFile(_missing(specs, entries, unusable))
     cols = [

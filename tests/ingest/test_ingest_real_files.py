@@ -50,6 +50,17 @@ def test_netcdf4_dimension_without_variable_is_not_a_variable(tmp_path):
     assert why == "lat: /lat is a netCDF dimension without values (not a variable)"
 
 
+def test_netcdf4_dimension_is_not_replaced_by_a_variable_of_another_case(tmp_path):
+    # netCDF-C's ncdump/ref_nc_test_netcdf4_4_0.nc: dimension "D1" beside variable "d1".
+    path = tmp_path / "d1.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        ds.createDimension("D1", 1)
+        ds.createVariable("d1", "f8", ("D1",))[:] = [5.0]
+    assert skipped(path, ["D1"]) == "D1: /D1 is a netCDF dimension without values (not a variable)"
+    (d1,), _ = read(path, ["d1"])
+    np.testing.assert_array_equal(d1, [5.0])
+
+
 def test_netcdf4_non_coordinate_variable_is_found_by_its_name(tmp_path):
     # A 2-d "lat(y, x)" beside a dimension "lat": netCDF-C stores it as _nc4_non_coord_lat.
     path = tmp_path / "curvilinear.nc"
