@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from ._bounds import auto_bounds
 from ._profiles import resolve_vars
 from ._report import IngestReport
 from ._state import CrawlState
@@ -351,10 +352,16 @@ def count(
                 mode = "off"
             bar = _Progress(mode, len(files), 0, sum(s for _, s in files), 0, desc="bounds")
 
+            lo_from: list[str | None] = [None] * d  # the file of each extreme (for errors)
+            hi_from: list[str | None] = [None] * d
+
             def on_extremes(res: FileResult):
                 if res.lo is not None:
-                    np.minimum(lo, res.lo, out=lo)
-                    np.maximum(hi, res.hi, out=hi)
+                    for i in range(d):
+                        if res.lo[i] < lo[i]:
+                            lo[i], lo_from[i] = res.lo[i], res.path
+                        if res.hi[i] > hi[i]:
+                            hi[i], hi_from[i] = res.hi[i], res.path
                 bar.update(res.path, res.size)
 
             tasks = [FileTask(p, tuple(specs), None) for p, _ in files]
@@ -362,15 +369,10 @@ def count(
                 _run(tasks, executor, workers, on_extremes)
             finally:
                 bar.close()
-            stored = []
-            for i in range(d):
-                if not (np.isfinite(lo[i]) and np.isfinite(hi[i])):
-                    stored = None
-                    break
-                a, b = float(lo[i]), float(hi[i])
-                if a == b:  # a constant: one unit either side, so the map has a width
-                    a, b = a - 0.5, b + 0.5
-                stored.append((a, b))
+            # Finite extremes only (+-inf never reach them); a constant or a span too narrow
+            # for distinct bins is widened; a span no map can hold is an error naming it.
+            names = [s.name for s in specs]
+            stored = auto_bounds(names, lo, hi, lo_from, hi_from, shape, wanted)
             if stored is not None and st is not None:
                 st.save_bounds(stored)
         if stored is not None:

@@ -16,12 +16,20 @@ import numpy as np
 
 from ._compiled import optional_kernel
 from ._readers import SkipFile, detect, open_tables
-from ._units import UnitError, conversion
+from ._units import UnitError, conversion, is_time_reference
 
 __all__ = ["FileResult", "FileTask", "fingerprint", "process_file", "DROP_REASONS"]
 
 # Why a row is dropped, in report order.
-DROP_REASONS = ("missing value", "out of physical range", "outside bounds", "junk line")
+# A non-finite value (+-inf: an overflow, a division by zero in a logger) is missing too, but
+# counted apart so that the report shows it.
+DROP_REASONS = (
+    "missing value",
+    "non-finite value",
+    "out of physical range",
+    "outside bounds",
+    "junk line",
+)
 _HASH_BYTES = 1 << 16  # head and tail hashed into the fingerprint: 64 KiB each
 
 
@@ -76,6 +84,13 @@ def _conversions(spec_list, columns):
             unit = dict(spec.source_units).get(col.leaf.lower())
         units[spec.name] = unit
         if spec.unit is None:
+            if is_time_reference(unit):
+                # Raw offsets from one file's epoch mean nothing next to another file's.
+                raise SkipFile(
+                    f"bad units: {col.leaf!r} is a time since a reference date ({unit!r}); "
+                    "ask for a time unit (e.g. --var NAME:s, seconds since 1970-01-01 UTC) "
+                    "to count all files on one epoch"
+                )
             out.append((1.0, 0.0))
             continue
         if not unit:
@@ -224,11 +239,20 @@ def _count_blocks(table, specs, convert, edges, filler, res: FileResult, extreme
         if n == 0:
             continue
         # One combined test per value (NaN fails every comparison); the reasons of the rows
-        # that fail are worked out on those rows only, in the order missing, range, bounds.
+        # that fail are worked out on those rows only, in the order missing, non-finite,
+        # range, bounds. Without edges (the bounds pass) the limits may be infinite: +-inf
+        # must fail there too, so that it never moves the automatic bounds.
         keep = None
         for c, (lo, hi, closed) in zip(cols, limits, strict=True):
             with np.errstate(invalid="ignore"):
-                ok = (c >= lo) & ((c <= hi) if closed else (c < hi))
+                if np.isfinite(lo) and np.isfinite(hi):
+                    ok = (c >= lo) & ((c <= hi) if closed else (c < hi))
+                else:
+                    ok = np.isfinite(c)
+                    if np.isfinite(lo):
+                        ok &= c >= lo
+                    if np.isfinite(hi):
+                        ok &= (c <= hi) if closed else (c < hi)
             keep = ok if keep is None else (keep & ok)
         n_used = int(np.count_nonzero(keep))
         res.rows_used += n_used
@@ -236,19 +260,24 @@ def _count_blocks(table, specs, convert, edges, filler, res: FileResult, extreme
             gone = np.flatnonzero(~keep)  # usually few rows: gathered by index, not by mask
             bad = [c[gone] for c in cols]
             missing = np.zeros(n - n_used, dtype=bool)
+            infinite = np.zeros_like(missing)
             for c in bad:
-                missing |= ~np.isfinite(c)
+                missing |= np.isnan(c)
+                infinite |= np.isinf(c)
+            infinite &= ~missing
             out_range = np.zeros_like(missing)
             for c, spec in zip(bad, specs, strict=True):
                 if spec.range is not None:
                     out_range |= (c < spec.range[0]) | (c > spec.range[1])
-            out_range &= ~missing
+            out_range &= ~(missing | infinite)
             n_missing = int(missing.sum())
+            n_inf = int(infinite.sum())
             n_range = int(out_range.sum())
             for reason, k in (
                 ("missing value", n_missing),
+                ("non-finite value", n_inf),
                 ("out of physical range", n_range),
-                ("outside bounds", n - n_used - n_missing - n_range),
+                ("outside bounds", n - n_used - n_missing - n_inf - n_range),
             ):
                 if k:
                     res.dropped[reason] = res.dropped.get(reason, 0) + k
