@@ -163,8 +163,8 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
                 "ceiling: read + crawler's fill": lambda f=files, m=fmt, e=edges: ceiling(f, m, e),
             }
             if C.optional("boost_histogram"):
-                engines["read + boost-histogram fill"] = lambda f=files, m=fmt: boost_fill(
-                    f, m, edges
+                engines["read + boost-histogram fill"] = lambda f=files, m=fmt, e=edges: boost_fill(
+                    f, m, e
                 )
             engines["read + np.histogramdd"] = lambda f=files, m=fmt, e=edges: numpy_fill(f, m, e)
             # The same counts from every engine, or the comparison means nothing.
