@@ -41,14 +41,22 @@ NODES = {2: 256, 4: 32, 6: 12}  # 256^2, 32^4, 12^6 nodes (issue 10's baselines:
 BOX = 3.0  # maps cover [-BOX, BOX]^d
 
 SIZES = {
-    # dims, chain counts, chain-steps per timed call (steps = work / chains, 20..200), repeats
-    "smoke": {"dims": [2], "chains": [256], "work": 256 * 10, "repeats": 2},
-    "quick": {"dims": [2, 4], "chains": [4096], "work": 4096 * 100, "repeats": 5},
+    # dims, chain counts, chain-steps per timed call (steps = work / chains, 10..200), repeats,
+    # methods compared (quick: ULA and its peers only, to keep compilations few)
+    "smoke": {"dims": [2], "chains": [256], "work": 256 * 10, "repeats": 2, "methods": ["ula"]},
+    "quick": {
+        "dims": [2, 4],
+        "chains": [4096],
+        "work": 4096 * 100,
+        "repeats": 5,
+        "methods": ["ula"],
+    },
     "full": {
         "dims": [2, 4, 6],
         "chains": [1_000, 10_000, 100_000],
         "work": 2_000_000,
         "repeats": 5,
+        "methods": ["ula", "mala"],
         "million": {"d": 4, "chains": 1_000_000, "steps": 100},
     },
 }
@@ -266,27 +274,26 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
             case = {"d": d, "map": f"{NODES[d]}^{d}", "chains": n, "steps": steps}
             x0 = np.random.default_rng(0).uniform(-BOX, BOX, (n, d)).astype(np.float32)
             xj = jnp.asarray(x0)
+            methods = cfg["methods"]
             engines = {
                 "ours-ula": ours(m, xj, steps, h, "ula"),
                 "ours-ula (A/A)": ours(m, xj, steps, h, "ula"),
-                "ours-mala": ours(m, xj, steps, h, "mala"),
             }
-            if have_bj:
-                for meth, alg in (("ula", "sgld"), ("mala", "mala")):
-                    for label, fn in (("map_coordinates", e_mc), ("m.energy", m.energy)):
-                        engines[f"blackjax-{alg}[{label}]"] = blackjax_engine(
-                            fn, xj, steps, h, meth
-                        )
-            else:
-                for name in ("sgld", "mala"):
-                    for label in ("map_coordinates", "m.energy"):
-                        rows.append(
-                            C.skipped(SUITE, case, f"blackjax-{name}[{label}]", "not installed")
-                        )
-            if have_np:
-                engines["numpyro-hmc1[m.energy]"] = numpyro_engine(m.energy, xj, steps, h)
-            else:
-                rows.append(C.skipped(SUITE, case, "numpyro-hmc1[m.energy]", "not installed"))
+            if "mala" in methods:
+                engines["ours-mala"] = ours(m, xj, steps, h, "mala")
+            algs = [(meth, {"ula": "sgld", "mala": "mala"}[meth]) for meth in methods]
+            for meth, alg in algs:
+                for label, fn in (("map_coordinates", e_mc), ("m.energy", m.energy)):
+                    name = f"blackjax-{alg}[{label}]"
+                    if have_bj:
+                        engines[name] = blackjax_engine(fn, xj, steps, h, meth)
+                    else:
+                        rows.append(C.skipped(SUITE, case, name, "not installed"))
+            if "mala" in methods:
+                if have_np:
+                    engines["numpyro-hmc1[m.energy]"] = numpyro_engine(m.energy, xj, steps, h)
+                else:
+                    rows.append(C.skipped(SUITE, case, "numpyro-hmc1[m.energy]", "not installed"))
             if have_nb:
                 engines["numba-ula"] = numba_engine(values, x0, steps, h)
             elif backend == "cpu":
@@ -297,7 +304,7 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
                 r = C.ratio(SUITE, case, timings, a, b)
                 if r:
                     ratios.append(r)
-            for method in ("ula", "mala"):
+            for method in methods:
                 b = _roofline.bound(d, method, limits)
                 t = timings[f"ours-{method}"]
                 rate = n * steps / float(np.median(t.rounds_s)) if t.rounds_s else None
