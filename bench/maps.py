@@ -23,7 +23,7 @@ from . import _common as C
 SUITE = "maps"
 SIZES = {
     "smoke": {"grids": [(64, 64)], "repeats": 2},
-    "quick": {"grids": [(256, 256), (24,) * 4], "repeats": 5},
+    "quick": {"grids": [(128, 128), (16,) * 4], "repeats": 3},
     "full": {"grids": [(256, 256), (64,) * 3, (32,) * 4, (48,) * 4], "repeats": 5},
 }
 

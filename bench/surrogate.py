@@ -19,7 +19,7 @@ from . import _common as C
 SUITE = "surrogate"
 SIZES = {
     "smoke": {"dims": [2], "batch": 4096, "steps": 30, "members": 2, "repeats": 2},
-    "quick": {"dims": [2], "batch": 16384, "steps": 200, "members": 2, "repeats": 5},
+    "quick": {"dims": [2], "batch": 16384, "steps": 50, "members": 2, "repeats": 5},
     "full": {"dims": [2, 4], "batch": 65536, "steps": 1000, "members": 4, "repeats": 9},
 }
 BINS = {2: 48, 4: 12}

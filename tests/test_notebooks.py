@@ -54,7 +54,6 @@ def test_notebook_has_colab_install_cell(name):
 def test_notebook_runs_in_smoke_mode(name, tmp_path, monkeypatch):
     monkeypatch.setenv("GROUNDSTATE_SMOKE", "1")
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("GROUNDSTATE_COMPILATION_CACHE", "off")
     nb = jupytext.read(DIR / f"{name}.py")
     client = nbclient.NotebookClient(

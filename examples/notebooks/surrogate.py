@@ -108,7 +108,8 @@ print(f"mean uncertainty at the data {near:.3f}, 10 sd away {far:.3f} ({far / ne
 # %% [markdown]
 # ## Sampling the surrogate
 #
-# Annealed Langevin over the surrogate's noise levels recovers the modes and their weights.
+# Annealed Langevin over the surrogate's noise levels finds the modes and, at the full size,
+# their weights (the smoke size used in CI trains too briefly for the weights).
 
 # %%
 res = langevin.sample(s, jax.random.key(1), n_chains=512 if SMOKE else 4096, progress=False)
