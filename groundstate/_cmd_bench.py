@@ -19,10 +19,28 @@ def register(subparsers) -> None:
         "bench",
         help="run the benchmark suite (python -m bench) of a checkout",
         description=__doc__.split("\n\n")[0],
-        add_help=False,  # --help goes to python -m bench
     )
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of python -m bench")
+    # The options of ``python -m bench``, declared again so that they parse here (argparse's
+    # REMAINDER does not take arguments that begin with an option); checked by python -m bench.
+    p.add_argument("--quick", action="store_true", help="small sizes (< 2 min on 2 cores)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    p.add_argument("--backend", help="cpu, gpu or tpu: the platform to run on")
+    p.add_argument("--only", help="comma-separated suites")
+    p.add_argument("--repeats", help="timed rounds per case")
+    p.add_argument("--out", help="folder for the JSON")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="'report [--in ...] [-o OUT.md]'")
     p.set_defaults(func=run)
+
+
+def bench_argv(args: argparse.Namespace) -> list[str]:
+    """The ``python -m bench`` arguments for the parsed ``groundstate bench`` ones."""
+    out = [f for f in ("quick", "smoke") if getattr(args, f)]
+    out = [f"--{f}" for f in out]
+    for name in ("backend", "only", "repeats", "out"):
+        value = getattr(args, name)
+        if value is not None:
+            out += [f"--{name}", str(value)]
+    return out + list(args.rest)
 
 
 def checkout() -> Path | None:
@@ -41,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return subprocess.call([sys.executable, "-m", "bench", *args.bench_args], cwd=root)
+    return subprocess.call([sys.executable, "-m", "bench", *bench_argv(args)], cwd=root)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,9 @@ def _parse(argv):
 
 def test_arguments_pass_through(tmp_path, capsys):
     args = _parse(["bench", "report", "--in", str(tmp_path)])
-    assert args.bench_args == ["report", "--in", str(tmp_path)]
+    assert _cmd_bench.bench_argv(args) == ["report", "--in", str(tmp_path)]
+    opts = _parse(["bench", "--quick", "--backend", "gpu", "--only", "chains,interp"])
+    assert _cmd_bench.bench_argv(opts) == ["--quick", "--backend", "gpu", "--only", "chains,interp"]
     assert _cmd_bench.checkout() is not None
     # An empty folder: the report says there is nothing to merge, and the code comes back.
     assert _cmd_bench.run(args) == 2
