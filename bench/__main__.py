@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is not None and args.repeats < 1:
         print(f"bench: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
         return 2
+    # Peers with OpenMP thread pools (numba) would otherwise spin after each parallel loop and
+    # slow down whatever runs next in the same process.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.backend:
         if "jax" in sys.modules:  # pragma: no cover - only when called from inside a jax process
             print(

@@ -5,9 +5,9 @@ and returns something `jax.block_until_ready` accepts), and `measure` times them
 
 1. cold: the first call of each engine (tracing, compilation and one run);
 2. warm-up: one more call, untimed;
-3. ``repeats`` rounds; in each round every engine runs once, in an order that rotates from round
-   to round (ours and the peers alternate, so a burst of load from other processes hits all
-   alike). Every round's time is kept.
+3. ``repeats`` rounds; in each round every engine runs once, in a new random order (seeded), so
+   ours and the peers alternate, a burst of load from other processes hits all alike, and no
+   engine always runs right after the same other one. Every round's time is kept.
 
 compile_s = cold - median(warm). A ratio ours/peer is computed per round (the peer's time over
 ours in the same round) and reported as median and range (min-max) over the rounds. The A/A
@@ -89,9 +89,13 @@ def measure(engines: dict[str, Callable[[], object]], repeats: int) -> dict[str,
         except Exception as err:  # noqa: BLE001 - reported in the row (e.g. out of memory)
             out[name] = Timing(float("nan"), error=f"{type(err).__name__}: {err}"[:300])
     names = list(live)
-    for r in range(repeats):
-        k = r % max(len(names), 1)
-        for name in names[k:] + names[:k]:  # rotate the order from round to round
+    order_rng = np.random.default_rng(0)  # the same orders in every run
+    for _ in range(repeats):
+        # A new random order each round: ours and the peers alternate, and no engine always
+        # follows the same one (a peer whose threads spin after a parallel loop would otherwise
+        # always slow down the engine after it).
+        for i in order_rng.permutation(len(names)):
+            name = names[i]
             t0 = time.perf_counter()
             _block(live[name]())
             out[name].rounds_s.append(time.perf_counter() - t0)

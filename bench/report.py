@@ -48,7 +48,17 @@ def load_runs(paths: list[str]) -> tuple[list[dict], list[str]]:
 def label(run: dict) -> str:
     m = run["machine"]
     dev = m["device_kind"] if m["backend"] != "cpu" else f"{m['cpu_cores']}-core CPU"
-    return f"{m['backend']} {dev} ({run['size']})"
+    return f"{m['backend']} {dev} ({run['size']}, {m['host']})"
+
+
+def labels_of(runs: list[dict]) -> list[str]:
+    """One column label per run, made unique with a counter where two runs look alike."""
+    out: list[str] = []
+    for r in runs:
+        lab = label(r)
+        k = sum(1 for o in out if o == lab or o.startswith(lab + " #"))
+        out.append(lab if k == 0 else f"{lab} #{k + 1}")
+    return out
 
 
 def _case(case: dict) -> str:
@@ -66,7 +76,7 @@ def _cell_rate(row: dict | None) -> str:
 
 
 def markdown(runs: list[dict], notes: list[str]) -> str:
-    labels = [label(r) for r in runs]
+    labels = labels_of(runs)
     out = ["# groundstate benchmarks", ""]
     out += ["Machines (one column each below):", ""]
     out += ["| run | backend | device | CPU | cores | load avg (1/5/15 min) | commit | file |"]
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(runs, notes)
     if args.output:
         out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists() and out.suffix != ".md":
             print(
                 f"bench report: {out} exists and is not a .md file: not overwritten",
