@@ -1,7 +1,7 @@
 """Ingest: the crawler against the raw read of the same bytes, same run, one process.
 
 A lake of HDF5 float32 files (two variables, chunks of 65536 values) is written to a temporary
-folder (and a CSV lake in the full size). Engines, interleaved, files warm in the page cache:
+folder (the full size adds HDF5 gzip, NetCDF 4 and CSV lakes). Engines, interleaved, files warm in the page cache:
 
 - ``ingest.count (1 worker)``: the crawler (detection, units, masks, bounds, counting);
 - ``ceiling: read + crawler's fill``: a bare loop reading the same datasets in the crawler's
@@ -27,7 +27,7 @@ ROWS_PER_FILE = 1_000_000  # 8 MB of float32 pairs per HDF5 file
 SIZES = {
     "smoke": {"formats": ["hdf5"], "mb": 4, "repeats": 2},
     "quick": {"formats": ["hdf5"], "mb": 24, "repeats": 5},
-    "full": {"formats": ["hdf5", "csv"], "mb": 120, "repeats": 5},
+    "full": {"formats": ["hdf5", "hdf5-gzip", "netcdf4", "csv"], "mb": 120, "repeats": 5},
 }
 
 
@@ -43,13 +43,24 @@ def make_lake(root: str, fmt: str, size_mb: float, seed: int = 0) -> tuple[int, 
         a = rng.normal(size=per_file).astype(np.float32)
         b = (0.6 * a + 0.8 * rng.normal(size=per_file)).astype(np.float32)
         path = os.path.join(root, f"f{i:04d}")
-        if fmt == "hdf5":
+        chunk = (min(65536, per_file),)
+        if fmt in ("hdf5", "hdf5-gzip"):
             path += ".h5"
+            comp = "gzip" if fmt == "hdf5-gzip" else None
             with h5py.File(path, "w") as f:
                 for name, v in (("a", a), ("b", b)):
-                    f.create_dataset(name, data=v, chunks=(min(65536, per_file),)).attrs[
-                        "units"
-                    ] = "m"
+                    ds = f.create_dataset(name, data=v, chunks=chunk, compression=comp)
+                    ds.attrs["units"] = "m"
+        elif fmt == "netcdf4":
+            import netCDF4
+
+            path += ".nc"
+            with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+                ds.createDimension("t", per_file)
+                for name, v in (("a", a), ("b", b)):
+                    var = ds.createVariable(name, "f4", ("t",), chunksizes=chunk)
+                    var.units = "m"
+                    var[:] = v
         else:
             path += ".csv"
             n = per_file // 4
@@ -69,7 +80,8 @@ def make_lake(root: str, fmt: str, size_mb: float, seed: int = 0) -> tuple[int, 
 
 
 def _blocks(path: str, fmt: str):
-    """The file's two columns in the crawler's block size (HDF5) or whole (CSV)."""
+    """The file's two columns in the crawler's block size (HDF5, NetCDF 4 read by h5py: the
+    same bytes) or whole (CSV)."""
     if fmt == "csv":
         from ingest import _readers
 
@@ -172,6 +184,10 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
             if not np.array_equal(ref, numpy_fill(files, fmt, edges)):
                 raise RuntimeError(
                     "ingest bench: the ceiling's counts differ from np.histogramdd's"
+                )
+            if not np.array_equal(ref, np.asarray(crawl().counts)):
+                raise RuntimeError(
+                    f"ingest bench: the crawler's counts differ from the ceiling's ({fmt})"
                 )
             timings = C.measure(engines, repeats or cfg["repeats"])
             new = C.rows_of(SUITE, case, timings, nbytes, "bytes")
