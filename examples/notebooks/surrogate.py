@@ -71,14 +71,14 @@ rng = np.random.default_rng(0)
 means = np.zeros((3, d))
 means[:, :3] = [[-4.0, 0.0, 0.0], [4.0, 0.0, 2.0], [0.0, 5.0, -2.0]]
 weights = np.array([0.5, 0.3, 0.2])
-n = 3000 if SMOKE else 20000
+n = 2000 if SMOKE else 20000
 comp = rng.choice(3, size=n, p=weights)
 x = means[comp] + rng.normal(size=(n, d))
 s = tnn.fit_samples(
     x,
     jax.random.key(0),
     members=2 if SMOKE else 4,
-    steps=200 if SMOKE else 4000,
+    steps=100 if SMOKE else 4000,
     progress=False,
 )
 print(s)
@@ -112,7 +112,7 @@ print(f"mean uncertainty at the data {near:.3f}, 10 sd away {far:.3f} ({far / ne
 # their weights (the smoke size used in CI trains too briefly for the weights).
 
 # %%
-res = langevin.sample(s, jax.random.key(1), n_chains=512 if SMOKE else 4096, progress=False)
+res = langevin.sample(s, jax.random.key(1), n_chains=256 if SMOKE else 4096, progress=False)
 pos = np.asarray(res.positions)
 label = np.argmin(((pos[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
 print("mode weights found:", np.bincount(label, minlength=3) / len(label), "true:", weights)
