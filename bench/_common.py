@@ -244,7 +244,7 @@ def fmt_rate(row: dict) -> str:
 def fmt_ratio(r: dict | None) -> str:
     if not r:
         return "-"
-    return f"{r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}]"
+    return f"{r['median']:.3g}x [{r['min']:.3g}-{r['max']:.3g}]"
 
 
 def print_table(title: str, rows: list[dict], ratios: list[dict], case_keys: list[str]) -> None:

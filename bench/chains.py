@@ -340,7 +340,7 @@ def print_result(res: dict) -> None:
     bw = lim.get("bandwidth_Bps")
     fl = lim.get("flops")
     C.say(
-        f"  roofline: {bw / 1e9:.1f} GB/s, {fl / 1e12:.2f} TFLOP/s ({lim['source']})"
+        f"  roofline: {bw / 1e9:.1f} GB/s, {fl / 1e9:.0f} GFLOP/s ({lim['source']})"
         if bw and fl
         else f"  roofline: {lim['source']}"
     )

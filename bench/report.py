@@ -152,7 +152,7 @@ def markdown(runs: list[dict], notes: list[str]) -> str:
                 lim = p["limits"]
                 bw, fl = lim.get("bandwidth_Bps"), lim.get("flops")
                 lims = (
-                    f"{bw / 1e9:.0f} GB/s, {fl / 1e12:.1f} TF ({lim['source']})"
+                    f"{bw / 1e9:.1f} GB/s, {fl / 1e9:.0f} GFLOP/s ({lim['source']})"
                     if bw and fl
                     else lim["source"]
                 )
