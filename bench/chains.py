@@ -363,7 +363,7 @@ def print_result(res: dict) -> None:
         else:
             C.say(
                 f"  {mil['chains']:,} chains d={mil['d']} {mil['steps']} steps: "
-                f"{mil['cold_s']:.1f} s with compilation, {mil['warm_s']:.1f} s without "
+                f"{mil['cold_s']:.2f} s with compilation, {mil['warm_s']:.2f} s without "
                 f"({mil['chains'] * mil['steps'] / mil['warm_s'] / 1e6:.1f} M chain-steps/s), "
                 f"peak RSS {mil['peak_rss_mb']:.0f} MB"
             )
