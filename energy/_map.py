@@ -607,9 +607,14 @@ class EnergyMap:
 
     # ---------------------------------------------------------------- persistence
     def metadata(self) -> dict:
-        """The JSON metadata written with the map (format, version, axes, provenance, checksum)."""
+        """The JSON metadata written with the map (format, version, axes, provenance, checksum).
+
+        ``checksum`` holds one SHA-256 per field and per array (`energy._io.field_checksums`):
+        every field that changes an energy (bounds, method, noise levels, names, units, shape,
+        dtype) is covered, and so is everything else.
+        """
         values = np.asarray(self._values)
-        return {
+        meta = {
             "format": MAP_FORMAT,
             "version": _io.FORMAT_VERSION,
             "names": list(self._names),
@@ -621,12 +626,13 @@ class EnergyMap:
             "noise_levels": np.asarray(self._noise_levels, np.float64).tolist(),
             "n_samples": self.n_samples,
             "provenance": self.provenance,
-            "checksum": _io.checksum(values),
             "saved": _now(),
         }
+        meta["checksum"] = _io.field_checksums(meta, {"energies": values})
+        return meta
 
     def save(self, path: str | os.PathLike) -> str:
-        """Write the map to ``path`` (.npz, format version 1), atomically.
+        """Write the map to ``path`` (.npz, format version 2), atomically.
 
         The file holds the energies and a JSON metadata string only; it loads with
         ``np.load(path, allow_pickle=False)`` and with `energy.load`.
@@ -671,7 +677,8 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
     """Load and validate an energy map written by `EnergyMap.save`.
 
     Checks the container, format name and version, array names, shapes, dtypes, finiteness and
-    the checksum of the energies.
+    the checksum of every metadata field and array (an edited bound, method, noise level, name
+    or energy is refused, naming the field; format version 1 files are refused).
 
     Args:
         path: the ``.npz`` file.
@@ -709,15 +716,12 @@ def map_from_arrays(
         names, units, bounds = meta["names"], meta["units"], meta["bounds"]
         method = meta.get("method", "linear")
         levels = meta.get("noise_levels")
-        stored_sum = meta["checksum"]
     except (KeyError, TypeError, ValueError) as exc:
         raise err(f"{path}: metadata incomplete or malformed ({exc!r})") from exc
     if list(e.shape) != shape:
         raise err(f"{path}: energies have shape {list(e.shape)}, metadata says {shape}")
     if str(e.dtype) != meta.get("dtype", str(e.dtype)):
         raise err(f"{path}: energies are {e.dtype}, metadata says {meta.get('dtype')}")
-    if _io.checksum(e) != stored_sum:
-        raise err(f"{path}: checksum mismatch: the energies are not the ones that were saved")
     bad = int(e.size - np.count_nonzero(np.isfinite(e)))
     if bad:
         raise err(f"{path}: {bad} energies are NaN or inf")

@@ -567,9 +567,11 @@ class Shield:
 
         The file is the map's container (its energies and metadata, checksum included) with the
         format ``groundstate.shield``, the sorted calibration scores (``shield_scores``) and a
-        ``shield`` metadata entry (threshold, alpha, n, rank, tolerance, bounds, provenance,
-        checksum of the scores). Only shields over an ``EnergyMap`` without a surrogate can be
-        saved (a surrogate is an orbax checkpoint directory: save it with ``s.save``).
+        ``shield`` metadata entry (threshold, alpha, n, rank, bounds, provenance); the file's
+        checksum covers every field and array. Only shields over an ``EnergyMap`` without a
+        surrogate can be saved (a surrogate is an orbax checkpoint directory: save it with
+        ``s.save``), and a shield with scores and alpha only when its threshold is the one they
+        give (as :meth:`calibrate` sets it), since :meth:`load` derives it again.
 
         Args:
           path: the file to write.
@@ -597,24 +599,41 @@ class Shield:
             "threshold": float(self.threshold),
             "alpha": self.alpha,
             "n": self.n_calibration,
+            "rank": None,
             "bounds": bounds,
             "provenance": self.provenance,
-            "scores_checksum": None,
         }
         arrays = {"energies": np.asarray(m.values)}
         if self.scores is not None:
-            scores = np.asarray(self.scores)
-            arrays["shield_scores"] = scores
-            shield["scores_checksum"] = _io.checksum(scores)
+            arrays["shield_scores"] = np.asarray(self.scores)
+            if self.alpha is not None:
+                k = conformal_rank(self.n_calibration, self.alpha)
+                derived = float(arrays["shield_scores"][k - 1])
+                if float(self.threshold) != derived:
+                    raise ValueError(
+                        f"this shield's threshold {float(self.threshold)!r} is not the one its "
+                        f"scores give at alpha={self.alpha} ({derived!r}, rank {k}), and loading "
+                        f"derives it again: save a shield made by Shield.calibrate, or one "
+                        f"without alpha (alpha=None) for an explicit threshold"
+                    )
+                shield["rank"] = k
         meta["shield"] = shield
+        # write_npz_atomic covers every field (shield.threshold, .alpha, .bounds, the map's) and
+        # every array (energies, shield_scores) by the checksum.
         return str(_io.write_npz_atomic(path, arrays, meta))
 
     @classmethod
     def load(cls, path: str) -> Shield:
         """Load a shield written by :meth:`save`: the map and its calibration, validated.
 
+        Every field that decides (threshold, alpha, rank, bounds, the map's energies, bounds and
+        method, the calibration scores) is under the file's checksum, and a calibrated shield's
+        threshold is derived again from its scores and alpha (the ``ceil((n+1)(1-alpha))``-th
+        smallest score) and must match the stored one.
+
         Raises:
-          MapFileError: naming the file and what is wrong (format, checksums, malformed
+          MapFileError: naming the file and what is wrong (format, the field whose checksum does
+            not match, a threshold that is not the one its scores and alpha give, malformed
             calibration).
         """
         err = _io.MapFileError
@@ -624,24 +643,26 @@ class Shield:
         if not isinstance(sh, dict):
             raise err(f"{path}: no 'shield' entry in the metadata")
         t = sh.get("threshold")
-        if not isinstance(t, (int, float)) or math.isnan(t):
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or math.isnan(t):
             raise err(f"{path}: shield threshold must be a number, got {t!r}")
         scores = arrays.get("shield_scores")
         n = sh.get("n")
+        alpha = sh.get("alpha")
+        if alpha is not None and not (
+            isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1
+        ):
+            raise err(f"{path}: shield alpha must be in (0, 1), got {alpha!r}")
         if scores is not None:
             if scores.ndim != 1 or scores.dtype.kind != "f" or np.isnan(scores).any():
                 raise err(f"{path}: shield_scores must be a 1-D float array without NaN")
-            if _io.checksum(scores) != sh.get("scores_checksum"):
-                raise err(f"{path}: checksum mismatch: shield_scores are not the saved ones")
             if n != scores.shape[0]:
                 raise err(f"{path}: shield n={n!r} but {scores.shape[0]} calibration scores")
             if np.any(np.diff(scores) < 0):
                 raise err(f"{path}: shield_scores are not sorted")
-        elif n is not None:
+            if alpha is not None:
+                _check_threshold(path, t, scores, alpha, sh.get("rank"))
+        elif n is not None or sh.get("rank") is not None:
             raise err(f"{path}: shield n={n!r} but no shield_scores array")
-        alpha = sh.get("alpha")
-        if alpha is not None and not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-            raise err(f"{path}: shield alpha must be in (0, 1), got {alpha!r}")
         bounds = sh.get("bounds")
         try:
             return cls(
@@ -654,6 +675,23 @@ class Shield:
             )
         except ValueError as exc:
             raise err(f"{path}: {exc}") from exc
+
+
+def _check_threshold(path, threshold: float, scores: np.ndarray, alpha: float, rank) -> None:
+    """A loaded threshold must be the ``conformal_rank(n, alpha)``-th smallest stored score."""
+    err = _io.MapFileError
+    try:
+        k = conformal_rank(scores.shape[0], alpha)
+    except ValueError as exc:
+        raise err(f"{path}: shield alpha {alpha} and {scores.shape[0]} scores: {exc}") from exc
+    if rank != k:
+        raise err(f"{path}: shield rank {rank!r} is not ceil((n+1)(1-alpha)) = {k}")
+    derived = float(scores[k - 1])
+    if threshold != derived:
+        raise err(
+            f"{path}: shield threshold {threshold!r} is not the one its calibration gives "
+            f"({derived!r}, the {k}-th smallest of {scores.shape[0]} scores at alpha={alpha})"
+        )
 
 
 class _Static:
