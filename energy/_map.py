@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -31,24 +33,32 @@ def _float_dtype():
 
 
 class _Info:
-    """Informational metadata (n_samples, provenance): carried along, never part of a jit key.
+    """Informational metadata (n_samples, provenance, exact bounds) in the pytree's aux data.
 
-    Two `_Info` compare equal, so maps that differ only in provenance share compiled code.
+    Compared and hashed by value (a canonical JSON string), so a map that leaves a jitted function
+    carries its own n_samples and provenance, never those of an earlier call with the same
+    shapes. The map's own compiled evaluation (`energy`, `energy_at`) takes `EnergyMap._bare`
+    instead, so maps that differ only in this metadata still share that code.
     """
 
-    __slots__ = ("bounds", "n_samples", "provenance")
+    __slots__ = ("_key", "bounds", "n_samples", "provenance")
 
     def __init__(self, n_samples: int | None, provenance: dict, bounds=None):
         self.n_samples = n_samples
         self.provenance = provenance
         # The bounds as given, in float64 (the leaves hold them in the map's dtype).
         self.bounds = bounds
+        self._key = json.dumps([n_samples, provenance, bounds], sort_keys=True, default=repr)
 
     def __eq__(self, other):
-        return isinstance(other, _Info)
+        return isinstance(other, _Info) and other._key == self._key
 
     def __hash__(self):
-        return 0
+        return hash(self._key)
+
+
+# The metadata of `EnergyMap._bare`: one constant, so bare maps of one structure share code.
+_NO_INFO = _Info(None, {}, None)
 
 
 def _labels(labels, d: int, what: str, default) -> tuple[str, ...]:
@@ -103,9 +113,11 @@ class EnergyMap:
     The density is ``P(x) = exp(-E(x)) / Z`` with ``log Z`` by quadrature over the bounds
     (`log_z`; 0 up to quadrature error for maps built from samples or counts).
 
-    A map is a pytree: its arrays are leaves (energies, bounds, the noise pyramid), names, units
-    and the interpolation method are static. It passes through ``jit``, ``vmap``, ``grad`` and
-    ``jax.device_put``; maps of the same shape, names, units and method share compiled code.
+    A map is a pytree: its arrays are leaves (energies, bounds, the noise pyramid), names, units,
+    the interpolation method and the informational metadata (n_samples, provenance, compared by
+    value) are static. It passes through ``jit``, ``vmap``, ``grad`` and ``jax.device_put``, and a
+    map returned by a jitted function keeps its own metadata; `energy` and `energy_at` of maps of
+    the same shape, names, units and method share compiled code.
 
     The noise pyramid (hierarchical maps): `noise_levels` are in RELATIVE units, a level ``s``
     smooths axis ``j`` by a Gaussian of width ``s * (hi_j - lo_j)`` (see `scale`). Level ``s`` is the
@@ -406,9 +418,17 @@ class EnergyMap:
         Differentiable (an analytic gradient from one gather of the stencil), under jit, vmap and
         grad. Outside the bounds: the barrier described in the class docstring.
         """
-        return _energy_jit(self, self._points(x))
+        return _energy_jit(self._bare(), self._points(x))
 
     __call__ = energy
+
+    def _bare(self) -> EnergyMap:
+        """The same map without its informational metadata (for internal jitted calls)."""
+        if self._info is _NO_INFO:
+            return self
+        obj = copy.copy(self)
+        obj._info = _NO_INFO
+        return obj
 
     def _energy(self, x: jax.Array) -> jax.Array:
         """`energy` on checked states (traced inside `_energy_jit`)."""
@@ -426,7 +446,7 @@ class EnergyMap:
         level it blends into the map itself; above the coarsest it is the coarsest level.
         ``sigma`` may be traced (annealing inside a compiled loop).
         """
-        return _energy_at_jit(self, self._points(x), sigma)
+        return _energy_at_jit(self._bare(), self._points(x), sigma)
 
     def _energy_at(self, x: jax.Array, sigma: ArrayLike) -> jax.Array:
         """`energy_at` on checked states (traced inside `_energy_at_jit`)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -299,6 +300,20 @@ class Shield:
         obj._parts = (fn_dyn, fn_static, sur_dyn, sur_static)
         return obj
 
+    def _bare(self) -> Shield:
+        """The same shield without alpha, provenance and the metadata of its energy function:
+        what the internal jitted decisions take, so shields that differ only in metadata share
+        compiled code (a decision does not depend on it)."""
+        obj = copy.copy(self)
+        fn_dyn, fn_static, sur_dyn, sur_static = self._parts
+        if fn_dyn is not None:
+            fn_dyn = obj.energy_fn = _bare(fn_dyn)
+        if sur_dyn is not None:
+            sur_dyn = obj.surrogate = _bare(sur_dyn)
+        obj._parts = (fn_dyn, fn_static, sur_dyn, sur_static)
+        obj.alpha, obj.provenance = None, {}
+        return obj
+
     # -- properties -----------------------------------------------------------------------
     @property
     def n_calibration(self) -> int | None:
@@ -330,7 +345,7 @@ class Shield:
           ``(...)``.
         """
         x = self._check_input(x)
-        return _decide_jit(self, x)
+        return _decide_jit(self._bare(), x)
 
     def _check_input(self, x: ArrayLike) -> Array:
         """A float array with the right trailing dimension (static checks, trace-safe).
@@ -432,7 +447,7 @@ class Shield:
 
     def allow(self, x: ArrayLike) -> Array:
         """Just the booleans, ``self(x).allow``, compiled without the p-values (faster)."""
-        return _allow_jit(self, self._check_input(x))
+        return _allow_jit(self._bare(), self._check_input(x))
 
     def transition(self, x0: ArrayLike, x1: ArrayLike, n_points: int = 33) -> Decision:
         """Check moves ``x0 -> x1`` along the straight segment, not only their end points.
@@ -459,7 +474,7 @@ class Shield:
             raise ValueError(f"n_points must be >= 2 (both ends), got {n_points}")
         x0 = self._check_input(x0)
         x1 = self._check_input(x1)
-        return _transition_jit(self, x0, x1, int(n_points))
+        return _transition_jit(self._bare(), x0, x1, int(n_points))
 
     def filter(self, x: ArrayLike) -> tuple[np.ndarray, Decision]:
         """Keep only the allowed states (host side: the result's length depends on the data).
@@ -719,21 +734,29 @@ def _split(obj: Any) -> tuple[Any, _Static | None]:
     return None, _Static(obj)
 
 
-class _Meta:
-    """Alpha and provenance in aux data: they never change a decision, so every ``_Meta``
-    compares equal (a calibrated shield with another provenance reuses the compiled call)."""
+def _bare(obj: Any) -> Any:
+    """``obj._bare()`` for objects that have one (EnergyMap, Surrogate), else obj itself."""
+    bare = getattr(obj, "_bare", None)
+    return bare() if callable(bare) else obj
 
-    __slots__ = ("alpha", "provenance")
+
+class _Meta:
+    """Alpha and provenance in aux data, compared and hashed by value (canonical JSON), so a
+    shield that leaves a jitted function carries its own. The internal decisions take
+    `Shield._bare`, so shields that differ only in these still share compiled code."""
+
+    __slots__ = ("_key", "alpha", "provenance")
 
     def __init__(self, alpha: float | None, provenance: dict):
         self.alpha = alpha
         self.provenance = provenance
+        self._key = json.dumps([alpha, provenance], sort_keys=True, default=repr)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Meta)
+        return isinstance(other, _Meta) and other._key == self._key
 
     def __hash__(self) -> int:
-        return hash(_Meta)
+        return hash(self._key)
 
 
 @jax.jit
