@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import json
 import os
@@ -426,9 +425,13 @@ class EnergyMap:
         """The same map without its informational metadata (for internal jitted calls)."""
         if self._info is _NO_INFO:
             return self
-        obj = copy.copy(self)
-        obj._info = _NO_INFO
-        return obj
+        bare = self.__dict__.get("_bare_map")
+        if bare is None:  # a map never changes: make it once
+            bare = object.__new__(EnergyMap)
+            bare.__dict__.update(self.__dict__)
+            bare._info = _NO_INFO
+            self._bare_map = bare
+        return bare
 
     def _energy(self, x: jax.Array) -> jax.Array:
         """`energy` on checked states (traced inside `_energy_jit`)."""

@@ -12,6 +12,7 @@ import copy
 import enum
 import json
 import math
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -286,7 +287,16 @@ class Shield:
             sur_dyn,
             self.scores,
         )
-        return children, (fn_static, sur_static, _Meta(self.alpha, self.provenance))
+        return children, (fn_static, sur_static, self._meta())
+
+    def _meta(self) -> _Meta:
+        """Alpha and provenance as aux data; made once per (alpha, provenance) objects."""
+        if self.alpha is None and not self.provenance:
+            return _NO_META
+        meta = self.__dict__.get("_meta_cache")
+        if meta is None or meta.alpha is not self.alpha or meta.provenance is not self.provenance:
+            meta = self._meta_cache = _Meta(self.alpha, self.provenance)
+        return meta
 
     @classmethod
     def tree_unflatten(cls, aux, children):
@@ -297,6 +307,7 @@ class Shield:
         obj.energy_fn = fn_dyn if fn_static is None else fn_static.value
         obj.surrogate = sur_dyn if sur_static is None else sur_static.value
         obj.alpha, obj.provenance = meta.alpha, meta.provenance
+        obj._meta_cache = meta
         obj._parts = (fn_dyn, fn_static, sur_dyn, sur_static)
         return obj
 
@@ -304,7 +315,15 @@ class Shield:
         """The same shield without alpha, provenance and the metadata of its energy function:
         what the internal jitted decisions take, so shields that differ only in metadata share
         compiled code (a decision does not depend on it)."""
-        obj = copy.copy(self)
+        # What a decision depends on; the bare shield is made again only when one of them is
+        # replaced (`calibrate` assigns a new threshold to a copy, for instance).
+        key = (self._parts, self.threshold, self.tolerance, self.lo, self.hi, self.scores)
+        cached = self.__dict__.get("_bare_cache")
+        if cached is not None and all(map(operator.is_, cached[0], key)):
+            return cached[1]
+        obj = object.__new__(type(self))
+        obj.__dict__.update(self.__dict__)
+        obj.__dict__.pop("_bare_cache", None)
         fn_dyn, fn_static, sur_dyn, sur_static = self._parts
         if fn_dyn is not None:
             fn_dyn = obj.energy_fn = _bare(fn_dyn)
@@ -312,6 +331,7 @@ class Shield:
             sur_dyn = obj.surrogate = _bare(sur_dyn)
         obj._parts = (fn_dyn, fn_static, sur_dyn, sur_static)
         obj.alpha, obj.provenance = None, {}
+        self._bare_cache = (key, obj)
         return obj
 
     # -- properties -----------------------------------------------------------------------
@@ -757,6 +777,9 @@ class _Meta:
 
     def __hash__(self) -> int:
         return hash(self._key)
+
+
+_NO_META = _Meta(None, {})
 
 
 @jax.jit
