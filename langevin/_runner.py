@@ -58,8 +58,17 @@ ULA_FRACTION = 0.02
 ULA_FRACTION_COLD = 0.25
 
 
-def program(p: dict, cfg: Config) -> dict:
-    """The whole run for one setting (vmapped over settings by `langevin.sweep`)."""
+def program(
+    p: dict, cfg: Config, part: str = "all", n_chunked: int = 0, state=None, start=0, length=0
+):
+    """The whole run for one setting (vmapped over settings by `langevin.sweep`), or a part.
+
+    ``part="all"``: the whole run, returns the outputs. A run cut in chunks (see
+    `run_in_chunks`): ``"head"`` runs every step but the last ``n_chunked`` sampling steps and
+    returns ``state = {"carry", "h"}``; ``"chunk"`` runs ``length`` sampling steps from global
+    step ``start`` on ``state``; ``"tail"`` turns ``state`` into the outputs. Draws depend on the
+    global step only, so the chunking does not change a number.
+    """
     target = _target.join(p["target"], cfg.target)
     objective = cfg.objective
     weight = p["weight"]
@@ -281,11 +290,39 @@ def program(p: dict, cfg: Config) -> dict:
     offset = 0
     h = p["h"]
     n_keep = cfg.n_steps // cfg.thin if cfg.thin else 0
-    n_free = cfg.n_steps - n_keep * cfg.thin
+    n_free = cfg.n_steps - n_keep * cfg.thin - n_chunked
     acc = jnp.zeros((n,), dtype)
     k_steps = jax.random.fold_in(key, 2)  # one key for every step (draws by global step index)
 
-    if cfg.method == "ula":
+    def run_ula(carry, h, start, length):
+        x, bad, acc = carry
+        xs = (
+            start + jnp.arange(length),
+            None,
+            jnp.broadcast_to(h, (length,)),
+            jnp.broadcast_to(temp, (length,)),
+            None,
+        )
+        x, bad = ula_phase(x, bad, k_steps, xs)
+        return x, bad, acc
+
+    def run_mala(carry, h, start, length):
+        def body(c, xs_t):
+            x, e, g, bad, acc = c
+            (t,), (z, u) = xs_t
+            x, e, g, a = mala(x, e, g, h, temp, z, u, target_vg)
+            tick(t)
+            return (x, e, g, bad, acc + a), None
+
+        xs = (start + jnp.arange(length),)
+        return scan_blocked(body, carry, xs, mala_draw(k_steps), *mala_block)
+
+    run_h = run_ula if cfg.method == "ula" else run_mala
+    if part == "chunk":
+        return {"carry": run_h(state["carry"], state["h"], start, length), "h": state["h"]}
+    if part == "tail":
+        carry, h = state["carry"], state["h"]
+    elif cfg.method == "ula":
         if cfg.n_pre:
             x, h_mala = adapt_phase(x, p["h0"], jax.random.fold_in(key, 1), offset, cfg.n_pre)
             # no noise at T = 0: no bias to bound, only stability
@@ -308,18 +345,6 @@ def program(p: dict, cfg: Config) -> dict:
         if steps.shape[0]:
             x, bad = ula_phase(x, bad, k_steps, (steps, lvl, h_all, t_all, noisy))
         offset += cfg.n_anneal + n_free
-
-        def run(carry, start, length):
-            x, bad, acc = carry
-            xs = (
-                start + jnp.arange(length),
-                None,
-                jnp.broadcast_to(h, (length,)),
-                jnp.broadcast_to(temp, (length,)),
-                None,
-            )
-            x, bad = ula_phase(x, bad, k_steps, xs)
-            return x, bad, acc
 
         carry = (x, bad, acc)
     else:
@@ -348,24 +373,15 @@ def program(p: dict, cfg: Config) -> dict:
         x, e, g, bad, acc, h = mala_main(x, bad, acc, n_free, n_an, offset, h)
         offset += n_an + cfg.n_post + n_free
 
-        def run(carry, start, length):
-            def body(c, xs_t):
-                x, e, g, bad, acc = c
-                (t,), (z, u) = xs_t
-                x, e, g, a = mala(x, e, g, h, temp, z, u, target_vg)
-                tick(t)
-                return (x, e, g, bad, acc + a), None
-
-            xs = (start + jnp.arange(length),)
-            return scan_blocked(body, carry, xs, mala_draw(k_steps), *mala_block)
-
         carry = (x, e, g, bad, acc)
 
+    if part == "head":
+        return {"carry": carry, "h": jnp.asarray(h, dtype)}
     traj = etrace = None
     if n_keep:
 
         def block(c, j):
-            c = run(c, offset + n_free + j * cfg.thin, cfg.thin)
+            c = run_h(c, h, offset + n_free + j * cfg.thin, cfg.thin)
             xj = c[0]
             return c, (xj, jax.vmap(total, in_axes=(0, None))(xj, None))
 
@@ -389,4 +405,42 @@ def program(p: dict, cfg: Config) -> dict:
     }
 
 
-compiled = jax.jit(program, static_argnames=("cfg",))
+compiled = jax.jit(program, static_argnames=("cfg", "part", "n_chunked", "length"))
+
+
+def run_in_chunks(p: dict, cfg: Config, chunk_steps: int, on_chunk=None) -> dict:
+    """The run of ``compiled(p, cfg)``, its sampling steps cut in chunks of ``chunk_steps``.
+
+    The head (init, adaptation, annealing and the sampling steps that do not fill a chunk) is one
+    call, then each chunk is one call (one compiled program for all chunks), then the tail; the
+    results are those of the uncut run, bit for bit. Between calls control returns to Python
+    (``on_chunk(steps_done)`` is called): a chunk boundary is where a run can be interrupted,
+    and, as the state between chunks is the whole state of the chains, where it can resume.
+    ``thin`` runs are not cut.
+
+    Checked bit for bit (tests/langevin/test_chunks.py): ULA on maps and functions, MALA on
+    functions. MALA on a map with adaptation after annealing gives different last bits (the
+    uncut program computes those steps inside the phase scan's ``cond``s, which XLA compiles
+    differently); the command line therefore does not cut its runs yet.
+    """
+    if cfg.thin or chunk_steps >= cfg.n_steps:
+        return compiled(p, cfg)
+    k = cfg.n_steps // chunk_steps
+    n_chunked = k * chunk_steps
+    state = compiled(p, cfg, part="head", n_chunked=n_chunked)
+    first = cfg.n_pre + cfg.n_anneal + cfg.n_post + cfg.n_steps - n_chunked
+    for i in range(k):
+        start = first + i * chunk_steps
+        state = compiled(
+            p,
+            cfg,
+            part="chunk",
+            n_chunked=n_chunked,
+            state=state,
+            start=start,
+            length=chunk_steps,
+        )
+        if on_chunk is not None:
+            jax.block_until_ready(state)
+            on_chunk(start + chunk_steps)
+    return compiled(p, cfg, part="tail", n_chunked=n_chunked, state=state)

@@ -144,3 +144,17 @@ def result(out: dict, prep: Prepared) -> SampleResult:
         method=prep.cfg.method,
         schedule=prep.schedule,
     )
+
+
+def sample_in_chunks(target, key, chunk_steps: int, on_chunk=None, **kwargs) -> SampleResult:
+    """`sample` with its sampling steps run in chunks of ``chunk_steps`` (same results).
+
+    Control returns to Python between chunks (``on_chunk(steps_done)``): the command line uses
+    it so that an interrupt lands on a chunk boundary, the point a resumable run restarts from.
+    """
+    opts = Options(**kwargs)
+    prep = prepare(target, key, opts)
+    out = run_with_progress(
+        lambda: _runner.run_in_chunks(prep.p, prep.cfg, chunk_steps, on_chunk), prep
+    )
+    return result(out, prep)
