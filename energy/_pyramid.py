@@ -219,11 +219,12 @@ def read(
     return _interp._contract(vals, t, spec, with_grad=False)[0]
 
 
-def _log_integral_parts(e, lw, q: int):
+def _log_integral_parts(e, q: int):
     """Per-row sums of ``exp(-(E - min) + log w)`` over the refined grid, and the min (traced)."""
     _count("log_z")
     d = e.ndim
-    tt = (np.polynomial.legendre.leggauss(q)[0] + 1) / 2  # nodes on [0, 1]
+    tt, w = np.polynomial.legendre.leggauss(q)
+    tt, lw = (tt + 1) / 2, np.log(w / 2)  # nodes and log weights on [0, 1]
     ref = e
     for j in range(d):
         lo_n = jax.lax.slice_in_dim(ref, 0, ref.shape[j] - 1, axis=j)
@@ -247,14 +248,19 @@ def _log_integral_parts(e, lw, q: int):
     return jnp.sum(terms, axis=-1), m
 
 
-_log_integral_jit = jax.jit(_log_integral_parts, static_argnums=(2,))
+_log_integral_jit = jax.jit(_log_integral_parts, static_argnums=(1,))
 
 
 def quadrature_order(shape: Sequence[int]) -> int:
-    """Gauss-Legendre points per cell and axis: as many (up to 6) as keep 2**22 points in all."""
+    """Gauss-Legendre points per cell and axis: as many (up to 6) as keep 2**20 points in all.
+
+    The error of q points on one cell is ~ (dE)^(2q) / (2q)! relative, dE the energy change across
+    the cell: q = 2 is 1e-4 at 2 nats per cell; large grids (q = 1, the midpoint rule) have small
+    dE. 2**20 points keep the load of a 40^3 map (q = 2) within a few milliseconds.
+    """
     cells = np.array(shape) - 1
     d = len(shape)
-    return int(np.clip(np.floor((2**22 / np.prod(cells, dtype=np.float64)) ** (1 / d)), 1, 6))
+    return int(np.clip(np.floor((2**20 / np.prod(cells, dtype=np.float64)) ** (1 / d)), 1, 6))
 
 
 def log_integral(values: jax.Array, bounds: np.ndarray) -> float:
@@ -264,9 +270,7 @@ def log_integral(values: jax.Array, bounds: np.ndarray) -> float:
     values, computed on the device; the sum is accumulated in float64 on the host.
     """
     q = quadrature_order(values.shape)
-    _, w = np.polynomial.legendre.leggauss(q)
-    lw = np.log(w / 2)
-    rows, m = _log_integral_jit(values, lw, q)
+    rows, m = _log_integral_jit(values, q)
     total = np.asarray(rows, np.float64).sum()
     cells = np.array(values.shape) - 1
     dx = (bounds[:, 1] - bounds[:, 0]) / cells
