@@ -162,7 +162,6 @@ def _node_cap() -> dict:
 
 def run(quick: bool, repeats: int | None = None, baseline: str = BASELINE) -> dict:
     """Time the current code against ``baseline``; return (and write) the results."""
-    import jax
 
     import energy
 
@@ -206,6 +205,14 @@ def run(quick: bool, repeats: int | None = None, baseline: str = BASELINE) -> di
             row["peak_rss"] = _peak_rss(shape, counts, tmp)
         rows.append(row)
         _print_row(row)
+        _write(rows, quick, baseline, partial=True)
+    return _write(rows, quick, baseline, partial=False)
+
+
+def _write(rows, quick: bool, baseline: str, partial: bool) -> dict:
+    """Write the results so far (after every grid: a long run that is stopped keeps its rows)."""
+    import jax
+
     result = {
         "bench": "maps",
         "baseline": baseline,
@@ -213,12 +220,13 @@ def run(quick: bool, repeats: int | None = None, baseline: str = BASELINE) -> di
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), **_node_cap()},
         "jax": jax.__version__,
         "rows": rows,
+        "complete": not partial,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "maps-quick.json" if quick else "maps.json"
     (RESULTS / name).write_text(json.dumps(result, indent=1) + "\n")
-    if not quick:
+    if not quick and not partial:
         _plot(rows, RESULTS / "maps.png")
     return result
 

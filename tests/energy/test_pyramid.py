@@ -211,3 +211,20 @@ def test_log_integral_on_the_device():
         # Interpolating E = x^2 / 2 linearly raises it by h^2 / 12 on average per axis.
         h2 = (14.0 / (min(shape) - 1)) ** 2
         assert abs(got - 0.5 * len(shape) * np.log(2 * np.pi)) < 0.1 * h2 * len(shape) + 1e-5
+
+
+class _FakeDevice:
+    def __init__(self, platform, limit):
+        self.platform, self._limit = platform, limit
+
+    def memory_stats(self):
+        return None if self._limit is None else {"bytes_limit": self._limit}
+
+
+def test_default_node_cap_follows_the_device_memory():
+    assert _grid.default_node_cap(_FakeDevice("cpu", 10**12)) == 2**24
+    assert _grid.default_node_cap(_FakeDevice("gpu", None)) == 2**24
+    assert _grid.default_node_cap(_FakeDevice("gpu", 2**30)) == 2**24  # small: never below
+    # 80 GB: half of it at 40 bytes a node is 1e9 nodes, capped at MAX_NODES (2**28)
+    assert _grid.default_node_cap(_FakeDevice("gpu", 80 * 10**9)) == 2**28
+    assert _grid.default_node_cap(_FakeDevice("gpu", 8 * 10**9)) == 2**26
