@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 FORMAT_VERSION = 2
 # The oldest version whose checksum covers every field; older files are refused.
@@ -97,7 +98,7 @@ def verify_checksums(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> N
 
 
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
-    """Write ``arrays`` and ``meta`` to ``path`` atomically (temp file, fsync, ``os.replace``).
+    """Write ``arrays`` and ``meta`` to ``path`` atomically (`energy._atomic.atomic_write`).
 
     ``meta["checksum"]`` is (re)computed here with `field_checksums`, over ``meta`` as given and
     every array. A crash mid-write leaves the old file (or no file) in place, never a half-written
@@ -111,30 +112,8 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
             raise ValueError(f"array {name!r} has an object dtype; only plain arrays are written")
     meta = dict(meta)
     meta["checksum"] = field_checksums(meta, arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; give the file the permissions a plain open() would (umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    payload = np.array(json.dumps(meta, sort_keys=True))
+    atomic_write(path, lambda f: np.savez(f, meta=payload, **arrays), make_parents=True)
     return path
 
 

@@ -131,12 +131,9 @@ def write_manifest(root: str | os.PathLike, manifest: dict) -> dict:
     manifest.pop("checksum", None)
     manifest["checksum"] = manifest_checksum(manifest)
     data = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False).encode() + b"\n"
-    tmp = root / (MANIFEST + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
+    from energy._atomic import atomic_write_bytes
+
+    atomic_write_bytes(root / MANIFEST, data)
     return manifest
 
 

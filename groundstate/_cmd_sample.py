@@ -19,7 +19,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
 
@@ -80,22 +79,19 @@ def _write(path: str, names, positions, energies) -> None:
     """Write OUT.csv (names + energy columns) or OUT.npy (positions), atomically."""
     import numpy as np
 
+    from energy._atomic import atomic_write
+
     ext = os.path.splitext(path)[1].lower()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sample-", suffix=ext, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if ext == ".npy":
-                np.save(f, positions)
-            else:
-                header = ",".join([*names, "energy"])
-                table = np.column_stack([positions, energies])
-                np.savetxt(f, table, delimiter=",", header=header, comments="", fmt="%.9g")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(f):
+        if ext == ".npy":
+            np.save(f, positions)
+        else:
+            header = ",".join([*names, "energy"])
+            table = np.column_stack([positions, energies])
+            np.savetxt(f, table, delimiter=",", header=header, comments="", fmt="%.9g")
+
+    atomic_write(path, write)
 
 
 def _in_worker(fn):

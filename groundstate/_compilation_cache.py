@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["ENV", "MAX_BYTES", "cache_folder", "record", "verify"]
@@ -93,17 +92,9 @@ def _read_manifest(folder: Path) -> dict:
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
     """Write the manifest atomically (temporary file in the folder, then a rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / MANIFEST)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from energy._atomic import atomic_write_bytes
+
+    atomic_write_bytes(folder / MANIFEST, json.dumps(manifest).encode())
 
 
 def _entries(folder: Path) -> list[Path]:

@@ -122,12 +122,15 @@ def _time_split(path: str, layout, dest: dict[str, Path], rel: str) -> dict:
     for k, name in enumerate(("train", "cal", "test")):
         out = dest[name] / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "wb") as g:
+
+        from energy._atomic import atomic_write
+
+        def write(g, k=k):
             g.writelines(pre)
             g.write(header if header.endswith(b"\n") else header + b"\n")
             g.writelines(line for line, p in zip(lines, part, strict=True) if p == k)
-        os.replace(tmp, out)
+
+        atomic_write(out, write)
         counts[name] = int(np.sum(part == k))
     return {
         "file": path,
@@ -200,9 +203,9 @@ def _split(roots: list[str], work: Path, exclude: list[str], say) -> dict:
             else "file: files in name order; 1 in 8 calibrates, 1 in 8 tests"
         ),
     }
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    os.replace(tmp, record)
+    from energy._atomic import atomic_write_bytes
+
+    atomic_write_bytes(record, json.dumps(out, indent=1).encode())
     return out
 
 
@@ -244,9 +247,14 @@ def _held_states(roots, variables, profile, m, work: Path, name: str, workers, p
     states = np.repeat(centres, reps, axis=0) if centres is not None else np.zeros((0, d))
     outside = int(report["rows_dropped"].get("outside bounds", 0))
     report["refine"] = r
-    tmp = work / f"{name}.tmp.npz"
-    np.savez(tmp, states=states, outside=np.int64(outside), report=np.str_(json.dumps(report)))
-    os.replace(tmp, cache)
+    from energy._atomic import atomic_write
+
+    atomic_write(
+        cache,
+        lambda f: np.savez(
+            f, states=states, outside=np.int64(outside), report=np.str_(json.dumps(report))
+        ),
+    )
     state_dir = work / f"{name}.ingest-state"
     if state_dir.exists():
         shutil.rmtree(state_dir)

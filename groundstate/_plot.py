@@ -13,7 +13,6 @@ display needed), writes ``out`` and returns the figure, so the data drawn can be
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -40,10 +39,9 @@ def require():
 
 
 def _save(fig, out) -> Any:
-    out = os.fspath(out)
-    tmp = out + ".tmp.png"
-    fig.savefig(tmp, dpi=_DPI)
-    os.replace(tmp, out)
+    from energy._atomic import atomic_write
+
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=_DPI))
     return fig
 
 

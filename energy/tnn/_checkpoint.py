@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from .._atomic import atomic_write_bytes
 from ._model import NetConfig, abstract_ensemble
 from ._surrogate import Surrogate
 
@@ -121,9 +122,7 @@ def save(s: Surrogate, directory: str | os.PathLike) -> str:
         "c_std": float(s.c_std),
         "provenance": s.provenance,
     }
-    tmp = root / (_META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, meta_path)
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
     return str(root)
 
 
