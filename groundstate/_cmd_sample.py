@@ -57,6 +57,11 @@ def register(subparsers) -> None:
         help="hold a variable fixed (sample the others conditioned on it); repeat",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="draw the final chain states over the landscape (needs matplotlib)",
+    )
     p.set_defaults(func=run)
 
 
@@ -128,6 +133,17 @@ def run(args: argparse.Namespace) -> int:
     if args.chains < 1:
         raise ValueError(f"-n/--chains must be >= 1, got {args.chains}")
     fixed = _parse_fixed(args.fix)
+    plot = getattr(args, "plot", None)
+    if plot:
+        for other, what in ((args.map, "input map"), (args.output, "output")):
+            if os.path.realpath(plot) == os.path.realpath(other):
+                raise ValueError(f"--plot {plot!r} is the {what} {other!r}: pick another")
+        from . import _plot
+
+        try:  # before any work: a missing extra is a clear error (exit 1)
+            _plot.require()
+        except ImportError as err:
+            raise ValueError(str(err)) from err
 
     import jax
     import numpy as np
@@ -159,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
     res, positions, energies = _in_worker(chains)
     elapsed = time.perf_counter() - t0
     _write(args.output, m.names, positions, energies)
+    if plot:
+        from . import _plot
+
+        _plot.landscape(m, plot, chains=positions, title=f"{args.chains} chains")
     print(
         f"sampled {args.chains} chains on {args.map} ({m.ndim}-D): {res.schedule}; "
         f"{res.n_steps} sampling steps, step {float(res.step_size):.3g}; "

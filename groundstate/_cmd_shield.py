@@ -59,6 +59,16 @@ def register(subparsers) -> None:
     chk.add_argument("shield", metavar="SHIELD", help="shield file from `shield calibrate`")
     chk.add_argument("states", metavar="STATES.csv", help="states to check")
     chk.add_argument("-o", "--output", metavar="OUT.csv", help="decisions CSV (default: stdout)")
+    chk.add_argument(
+        "--fail-on-block",
+        action="store_true",
+        help="exit with code 3 when any state is blocked (for scripts and CI gates)",
+    )
+    chk.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="draw allowed (green) and blocked (red) states over the landscape (needs matplotlib)",
+    )
     _add_by_position(chk)
     chk.set_defaults(func=_check)
 
@@ -222,6 +232,17 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     """``shield check``: decide every row and write the decisions."""
     _check_output(args.output, {"shield": args.shield, "states": args.states})
+    plot = getattr(args, "plot", None)
+    if plot:
+        _check_output(plot, {"shield": args.shield, "states": args.states})
+        if args.output and _same_file(plot, args.output):
+            raise ValueError(f"--plot {plot} and -o {args.output} are the same file")
+        from . import _plot
+
+        try:  # before any work: a missing extra is a clear error (exit 1), not a late crash
+            _plot.require()
+        except ImportError as err:
+            raise ValueError(str(err)) from err
     import energy
 
     sh = energy.Shield.load(args.shield)
@@ -233,24 +254,35 @@ def _check(args: argparse.Namespace) -> int:
     e = np.asarray(d.energy)
     p = np.asarray(d.p_value)
     names = {int(r): r.name.lower() for r in energy.Reason}
-    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
-    try:
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow([*header, "allow", "reason", "reason_code", "energy", "p_value"])
-        for i, row in enumerate(rows):
-            w.writerow(
-                [
-                    *row,
-                    "true" if allow[i] else "false",
-                    names[int(reason[i])],
-                    int(reason[i]),
-                    f"{e[i]:.9g}",
-                    f"{p[i]:.9g}",
-                ]
-            )
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    # A file output is written whole or not at all (a partial decisions file is never left).
+    out = io.StringIO() if args.output else sys.stdout
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow([*header, "allow", "reason", "reason_code", "energy", "p_value"])
+    for i, row in enumerate(rows):
+        w.writerow(
+            [
+                *row,
+                "true" if allow[i] else "false",
+                names[int(reason[i])],
+                int(reason[i]),
+                f"{e[i]:.9g}",
+                f"{p[i]:.9g}",
+            ]
+        )
+    if args.output:
+        from energy._atomic import atomic_write_bytes
+
+        atomic_write_bytes(args.output, out.getvalue().encode("utf-8"))
+    if plot:
+        from . import _plot
+
+        _plot.landscape(m, plot, shield=sh, states=x, decisions=d, title="shield check")
     summary = ", ".join(f"{k} {v}" for k, v in d.summary().items() if v)
     print(f"shield: {len(rows)} states: {summary}", file=sys.stderr)
+    n_blocked = int(np.sum(~allow))
+    if args.fail_on_block and n_blocked:
+        print(
+            f"shield: {n_blocked} of {len(rows)} states blocked (--fail-on-block)", file=sys.stderr
+        )
+        return 3
     return 0
