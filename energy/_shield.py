@@ -768,6 +768,9 @@ def _order_keys(x: Array) -> Array:
     return jnp.where(bits >= top, ~bits, bits | top)
 
 
+_order_keys_jit = jax.jit(_order_keys)
+
+
 @jax.tree_util.register_pytree_node_class
 class _PTable:
     """A bucketed search table over sorted calibration scores: ``#{s_i < q}`` exactly.
@@ -824,7 +827,7 @@ def _p_table(scores: np.ndarray) -> _PTable | None:
     n = scores.shape[0]
     # Keys made on the device, as the queries' are: its comparisons (a denormal may count as
     # 0.0 there) are the ones jnp.searchsorted makes.
-    all_keys = np.asarray(_order_keys(jnp.asarray(scores)))
+    all_keys = np.asarray(_order_keys_jit(jnp.asarray(scores)))
     keys = np.sort(all_keys)
     uniq, first = np.unique(keys, return_index=True)
     finite = np.unique(all_keys[np.isfinite(scores)])
