@@ -835,6 +835,8 @@ def _p_table(scores: np.ndarray) -> _PTable | None:
     base, span = ref[0], int(ref[-1] - ref[0])
     best = None
     for distinct, kk in ((False, keys), (True, uniq)):
+        if distinct and uniq.size == n:
+            break  # no ties: the distinct keys are the keys, and cost one gather more
         cap = max(64, min(_MAX_BUCKETS, 4 * kk.size))
         for shift in range(8 * kd.itemsize + 1):
             nb = (span >> shift) + 2  # the finite range, and one bucket for everything above
@@ -844,6 +846,8 @@ def _p_table(scores: np.ndarray) -> _PTable | None:
             occ = np.bincount(b.astype(np.int64), minlength=nb)
             steps = int(occ.max()).bit_length()
             cost = (steps + distinct, nb)
+            if best is not None and cost[0] > best[0][0]:
+                break  # coarser buckets merge finer ones (a heuristic: any choice is exact)
             if best is None or cost < best[0]:
                 best = (cost, distinct, kk, shift, steps, occ)
     _, distinct, kk, shift, steps, occ = best
