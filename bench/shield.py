@@ -12,9 +12,18 @@ is the in-distribution data; a 64^2 map from the training states, calibrated (al
 
 AUROC of each score on held-out normal states against faulty ones (curtailment, a shifted curve,
 a sensor offset) is reported beside the rates.
+
+Baseline: with ``BENCH_SHIELD_BASELINE`` set to the path of another version's
+``energy/_shield.py`` (a copy of main's, say), that module is loaded as ``energy._shield_baseline``
+and its ``shield(x)`` and ``shield.allow(x)``, on the same map and calibration states, join the
+interleaved rounds as ``... [baseline]``, with the ratios ours / baseline.
 """
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import sys
 
 import numpy as np
 
@@ -85,11 +94,28 @@ def faulty_states(rng: np.random.Generator, n: int) -> np.ndarray:
 
 PAIRS = (
     ("shield(x)", "shield(x) (A/A)"),
+    ("shield(x)", "shield(x) [baseline]"),
+    ("shield.allow(x)", "shield.allow(x) [baseline]"),
     ("shield(x)", "jit(m.energy)"),
     ("shield(x)", "IsolationForest.score_samples"),
     ("shield.allow(x)", "IsolationForest.score_samples"),
     ("shield(x)", "KernelDensity.score_samples"),
 )
+
+
+def _baseline_module():
+    """The ``_shield`` module at ``$BENCH_SHIELD_BASELINE`` (None when the variable is unset)."""
+    path = os.environ.get("BENCH_SHIELD_BASELINE")
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"BENCH_SHIELD_BASELINE={path!r}: no such file")
+    name = "energy._shield_baseline"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # its relative imports (energy._io, energy._map) resolve in energy
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _auroc(labels: np.ndarray, score: np.ndarray) -> float:
@@ -130,6 +156,12 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
         "shield.allow(x)": lambda: sh.allow(big),
         "jit(m.energy)": lambda: lookup(big),
     }
+    base = _baseline_module()
+    if base is not None:
+        sh0 = base.Shield.calibrate(m, cal, alpha=0.01)
+        engines["shield(x) [baseline]"] = lambda: sh0(big)
+        engines["shield.allow(x) [baseline]"] = lambda: sh0.allow(big)
+        case["baseline"] = os.environ["BENCH_SHIELD_BASELINE"]
     work = dict.fromkeys(engines, cfg["ours"])
     auroc = {"shield(x)": _auroc(labels, np.asarray(sh(test).energy, np.float64))}
     rows = []
@@ -159,6 +191,13 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
         for name in ("IsolationForest.score_samples", "KernelDensity.score_samples"):
             rows.append(C.skipped(SUITE, case, name, "not installed"))
     timings = C.measure(engines, repeats or cfg["repeats"])
+    if base is not None:  # after the timing, so that its compile time is measured too
+        same = all(
+            np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+            for a, b in zip(sh(big), sh0(big), strict=True)
+        )
+        if not same:
+            raise AssertionError("the baseline shield decides differently on the batch")
     for name, t in timings.items():
         for row in C.rows_of(SUITE, case, {name: t}, work[name], "decisions"):
             row["batch"] = work[name]

@@ -365,7 +365,18 @@ class Shield:
           ``(...)``.
         """
         x = self._check_input(x)
-        return _decide_jit(self._bare(), x)
+        return _decide_jit(self._bare(), x, self._table())
+
+    def _table(self) -> _PTable | None:
+        """The p-value search table of this shield's scores (made once per scores array);
+        None without scores or inside a trace (then p-values use a binary search)."""
+        scores = self.scores
+        if scores is None or isinstance(scores, jax.core.Tracer):
+            return None
+        cached = self.__dict__.get("_table_cache")
+        if cached is None or cached[0] is not scores:
+            cached = self._table_cache = (scores, _p_table(np.asarray(scores)))
+        return cached[1]
 
     def _check_input(self, x: ArrayLike) -> Array:
         """A float array with the right trailing dimension (static checks, trace-safe).
@@ -386,8 +397,8 @@ class Shield:
             raise ValueError(f"states have d={x.shape[-1]} coordinates, the shield expects d={nd}")
         return x
 
-    def _decide(self, x: Array) -> Decision:
-        """The pure decision rule (traced inside jit).
+    def _decide(self, x: Array, table: _PTable | None = None) -> Decision:
+        """The pure decision rule (traced inside jit); ``table``: see :meth:`_p_value`.
 
         Per-coordinate checks run on columns (``x[..., j]``): XLA on CPU vectorises a reduction
         over a short minor axis poorly.
@@ -452,17 +463,23 @@ class Shield:
         # The conformal score: the energy, +inf for every block that is not an energy block.
         hard = (reason != Reason.ALLOWED) & (reason != Reason.ABOVE_THRESHOLD)
         score = jnp.where(hard, jnp.inf, energy)
-        p_value = self._p_value(score)
+        p_value = self._p_value(score, table)
         return Decision(allow=allow, energy=energy, reason=reason, p_value=p_value)
 
-    def _p_value(self, score: Array) -> Array:
-        """Conformal p-value ``(1 + #{s_i >= score}) / (n + 1)``; NaN without scores."""
+    def _p_value(self, score: Array, table: _PTable | None = None) -> Array:
+        """Conformal p-value ``(1 + #{s_i >= score}) / (n + 1)``; NaN without scores.
+
+        ``#{s_i < score}`` comes from ``table`` (a bucketed search, :func:`_p_table`) when one
+        is given for this score dtype, else from a binary search in the sorted scores; both
+        order floats as ``jnp.searchsorted`` does (-0.0 == 0.0), so they give the same counts.
+        """
         if self.scores is None:
             return jnp.full(score.shape, jnp.nan, score.dtype)
         n = self.scores.shape[0]
-        # #{s_i < score} by binary search (log2(n) steps: the main cost of a full decision; a
-        # bucket table tried instead was no faster once fused with the rest).
-        below = jnp.searchsorted(self.scores, score.ravel(), side="left").reshape(score.shape)
+        if table is not None and table.keys.dtype == _key_dtype(score.dtype):
+            below = table.count_below(score)
+        else:
+            below = jnp.searchsorted(self.scores, score.ravel(), side="left").reshape(score.shape)
         return ((n - below + 1) / (n + 1)).astype(score.dtype)
 
     def allow(self, x: ArrayLike) -> Array:
@@ -494,7 +511,7 @@ class Shield:
             raise ValueError(f"n_points must be >= 2 (both ends), got {n_points}")
         x0 = self._check_input(x0)
         x1 = self._check_input(x1)
-        return _transition_jit(self._bare(), x0, x1, int(n_points))
+        return _transition_jit(self._bare(), x0, x1, int(n_points), self._table())
 
     def filter(self, x: ArrayLike) -> tuple[np.ndarray, Decision]:
         """Keep only the allowed states (host side: the result's length depends on the data).
@@ -729,6 +746,123 @@ def _check_threshold(path, threshold: float, scores: np.ndarray, alpha: float, r
         )
 
 
+_KEY_DTYPES = {np.dtype(np.float32): np.dtype(np.uint32), np.dtype(np.float64): np.dtype(np.uint64)}
+_MAX_BUCKETS = 1 << 16
+
+
+def _key_dtype(dtype) -> np.dtype | None:
+    """The unsigned integer type of the order keys of a float dtype (None: no table for it)."""
+    return _KEY_DTYPES.get(np.dtype(dtype))
+
+
+def _order_keys(x: Array) -> Array:
+    """Unsigned integers in the order ``jnp.searchsorted`` compares floats (traced).
+
+    -0.0 and 0.0 get the same key, NaN the largest; otherwise ``a < b`` iff ``key(a) < key(b)``.
+    """
+    kd = _key_dtype(x.dtype)
+    top = kd.type(1 << (8 * kd.itemsize - 1))
+    x = jnp.where(x == 0, jnp.zeros((), x.dtype), x)
+    x = jnp.where(jnp.isnan(x), jnp.full((), jnp.nan, x.dtype), x)
+    bits = jax.lax.bitcast_convert_type(x, kd)
+    return jnp.where(bits >= top, ~bits, bits | top)
+
+
+_order_keys_jit = jax.jit(_order_keys)
+
+
+@jax.tree_util.register_pytree_node_class
+class _PTable:
+    """A bucketed search table over sorted calibration scores: ``#{s_i < q}`` exactly.
+
+    ``keys`` are the order keys (:func:`_order_keys`) of the scores, sorted (all of them, or the
+    distinct ones when ties would make a bucket full; then ``below[j]`` is the number of scores
+    below the ``j``-th distinct one), followed by sentinels larger than any query's key. They
+    are split into buckets by ``b(k) = min((max(k, base) - base) >> shift, n_buckets - 1)``, a
+    non-decreasing function of the key, and ``start[b]`` is the number of keys in the buckets
+    before ``b``. A key in an earlier bucket than the query's is smaller than its key, one in a
+    later bucket larger, so the number of keys below the query is ``start[b(q)]`` plus a
+    branchless search of ``steps`` halvings in the window of ``2**steps - 1`` keys from there
+    (``steps``: the bits of the fullest bucket's size; keys past the bucket are larger).
+    """
+
+    def __init__(self, keys, start, below, base, shift, steps: int):
+        self.keys, self.start, self.below, self.base, self.shift = keys, start, below, base, shift
+        self.steps = steps
+
+    def tree_flatten(self):
+        return (self.keys, self.start, self.below, self.base, self.shift), self.steps
+
+    @classmethod
+    def tree_unflatten(cls, steps, children):
+        return cls(*children, steps)
+
+    def count_below(self, score: Array) -> Array:
+        """``#{s_i < score}`` (int32, shape of ``score``), as ``searchsorted(side="left")``."""
+        k = _order_keys(score)
+        nb = self.start.shape[0]
+        b = jnp.minimum((jnp.maximum(k, self.base) - self.base) >> self.shift, nb - 1)
+        pos = _take(self.start, b.astype(jnp.int32))
+        for i in reversed(range(self.steps)):
+            step = 1 << i
+            pos = jnp.where(_take(self.keys, pos + (step - 1)) < k, pos + step, pos)
+        return pos if self.below is None else _take(self.below, pos)
+
+
+def _take(table: Array, idx: Array) -> Array:
+    """``table[idx]`` for indices known to be in bounds (no clamping or wrapping)."""
+    return table.at[idx].get(mode="promise_in_bounds")
+
+
+def _p_table(scores: np.ndarray) -> _PTable | None:
+    """The :class:`_PTable` of sorted, NaN-free calibration scores (None for other dtypes).
+
+    Of the bucket widths (powers of two in key units) with at most ``_MAX_BUCKETS`` buckets,
+    the one with the fewest gathers per query (search steps, plus one through ``below`` when
+    the keys are the distinct ones), the coarsest of those.
+    """
+    kd = _key_dtype(scores.dtype)
+    if kd is None or scores.ndim != 1 or scores.size == 0:
+        return None
+    n = scores.shape[0]
+    # Keys made on the device, as the queries' are: its comparisons (a denormal may count as
+    # 0.0 there) are the ones jnp.searchsorted makes.
+    all_keys = np.asarray(_order_keys_jit(jnp.asarray(scores)))
+    keys = np.sort(all_keys)
+    uniq, first = np.unique(keys, return_index=True)
+    finite = np.unique(all_keys[np.isfinite(scores)])
+    ref = finite if finite.size else uniq
+    base, span = ref[0], int(ref[-1] - ref[0])
+    best = None
+    for distinct, kk in ((False, keys), (True, uniq)):
+        if distinct and uniq.size == n:
+            break  # no ties: the distinct keys are the keys, and cost one gather more
+        cap = max(64, min(_MAX_BUCKETS, 4 * kk.size))
+        for shift in range(8 * kd.itemsize + 1):
+            nb = (span >> shift) + 2  # the finite range, and one bucket for everything above
+            if nb > cap:
+                continue
+            b = np.minimum((np.maximum(kk, base) - base) >> kd.type(shift), nb - 1)
+            occ = np.bincount(b.astype(np.int64), minlength=nb)
+            steps = int(occ.max()).bit_length()
+            cost = (steps + distinct, nb)
+            if best is not None and cost[0] > best[0][0]:
+                break  # coarser buckets merge finer ones (a heuristic: any choice is exact)
+            if best is None or cost < best[0]:
+                best = (cost, distinct, kk, shift, steps, occ)
+    _, distinct, kk, shift, steps, occ = best
+    start = np.concatenate([[0], np.cumsum(occ)[:-1]]).astype(np.int32)
+    pad = np.full(max(1 << steps, 1), np.iinfo(kd).max, kd)
+    return _PTable(
+        keys=jnp.asarray(np.concatenate([kk, pad])),
+        start=jnp.asarray(start),
+        below=jnp.asarray(np.append(first, n).astype(np.int32)) if distinct else None,
+        base=jnp.asarray(base, kd),
+        shift=jnp.asarray(shift, kd),
+        steps=steps,
+    )
+
+
 class _Static:
     """Hashable-by-identity wrapper: a non-array object (a plain function) in aux data."""
 
@@ -783,9 +917,9 @@ _NO_META = _Meta(None, {})
 
 
 @jax.jit
-def _decide_jit(shield: Shield, x: Array) -> Decision:
-    """Jitted decision rule over a shield pytree."""
-    return shield._decide(x)
+def _decide_jit(shield: Shield, x: Array, table: _PTable | None = None) -> Decision:
+    """Jitted decision rule over a shield pytree (and its p-value table)."""
+    return shield._decide(x, table)
 
 
 @jax.jit
@@ -794,14 +928,16 @@ def _allow_jit(shield: Shield, x: Array) -> Array:
     return shield._decide(x).allow
 
 
-def _transition_impl(shield: Shield, x0: Array, x1: Array, n_points: int) -> Decision:
+def _transition_impl(
+    shield: Shield, x0: Array, x1: Array, n_points: int, table: _PTable | None = None
+) -> Decision:
     """Decide moves by the decisions at ``n_points`` points on each segment."""
     x0, x1 = jnp.broadcast_arrays(x0, x1)
     t = jnp.linspace(0.0, 1.0, n_points, dtype=x0.dtype)[:, None]
     pts = x0[..., None, :] + t * (x1 - x0)[..., None, :]  # (..., n_points, d)
     # Exact end points (x0 + 1 * (x1 - x0) can differ from x1 in the last bit).
     pts = pts.at[..., -1, :].set(x1)
-    d = shield._decide(pts)
+    d = shield._decide(pts, table)
     allow = jnp.all(d.allow, axis=-1)
     first = jnp.argmax(~d.allow, axis=-1)
     reason = jnp.take_along_axis(d.reason, first[..., None], axis=-1)[..., 0]
