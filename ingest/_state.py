@@ -12,10 +12,11 @@ Layout, beside the output ``OUT.npz``::
 
 Every file is written to a temporary name and renamed (atomic on POSIX), so a crawl killed at
 any instant (``kill -9`` included: what it wrote is in the kernel's page cache) leaves only
-whole entries; the manifest is the set of parts. The marker, config and bounds are fsynced
-before their rename; the parts are not (one fsync per file was most of a small file's cost):
-after an OS crash or a power cut, the parts written in the last seconds before it (the
-kernel's write-back delay, ~30 s by default) may be missing, empty or cut short. Each part
+whole entries; the manifest is the set of parts. ``bounds.json`` (and ``config.json`` when
+rewritten) is fsynced before its rename; the parts are not (one fsync per file was most of a
+small file's cost): after an OS crash or a power cut, the parts written in the last seconds
+before it (the kernel's write-back delay, ~30 s by default) may be missing, empty or cut
+short. Each part
 carries a checksum of its contents, and a part that is not whole is ignored when loading: its
 file is simply counted again, so the resumed counts stay exact.
 
