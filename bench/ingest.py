@@ -5,15 +5,25 @@ folder (the full size adds HDF5 gzip, NetCDF 4 and CSV lakes). Engines, interlea
 
 - ``ingest.count (1 worker)``: the crawler (detection, units, masks, bounds, counting);
 - ``ceiling: read + crawler's fill``: a bare loop reading the same datasets in the crawler's
-  block size and filling with the crawler's own binning kernel (``ingest._work._Filler``):
+  block size and filling with the crawler's own binning kernel (``ingest._work._Counter``):
   nothing but the read and the count, so ``ingest.count / ceiling <= 1`` by construction;
 - peers of the fill: ``read + boost-histogram fill`` and ``read + np.histogramdd``.
+
+The whole command (``command_case``): ``groundstate ingest`` as a user runs it, in a subprocess
+(start-up, discovery, pool, crawl, map build, write), over 12 HDF5 files of 3 float32 variables
+in chunks of 1M values, ``--bounds`` given, ``--workers 2``; against the ceiling of a bare
+one-process loop in this process (h5py reads of whole chunks + a boost-histogram fill on the
+same grid, imports already paid). Interleaved with them: the same command over 12 files of
+1000 rows (its fixed cost: everything but the bytes) and the command again (A/A).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -122,13 +132,15 @@ def ceiling(files, fmt, edges):
     """Read + the crawler's own fill; returns the counts."""
     from ingest import _work
 
-    h = _hist(edges)
-    filler = _work._Filler(h, edges)
+    shape = tuple(len(e) - 1 for e in edges)
+    total = np.zeros(int(np.prod(shape)), dtype=np.int64)
     for path in files:
+        counter = _work._Counter(edges)  # the crawler's per-file counts (compiled when it can)
         for a, b in _blocks(path, fmt):
-            filler.fill([a, b], np.ones(len(a), bool), True)
-        filler.flush()
-    return h.view()
+            counter.fill([a, b], np.ones(len(a), bool), True)
+        index, counts = counter.sparse()
+        total[index] += counts
+    return total.reshape(shape)
 
 
 def boost_fill(files, fmt, edges):
@@ -145,6 +157,129 @@ def numpy_fill(files, fmt, edges):
         for a, b in _blocks(path, fmt):
             counts += np.histogramdd((a, b), bins=edges)[0].astype(np.int64)
     return counts
+
+
+# ----------------------------------------------------------------------------- whole command
+CMD_VARS = ("a", "b", "c")
+CMD_BOUNDS = [(-4.0, 4.0)] * 3
+CMD_BINS = 64  # the command's default
+CMD_CHUNK = 1_000_000  # values per HDF5 chunk
+CMD_FILES = 12
+CMD_WORKERS = 2
+CMD_SIZES = {
+    "smoke": {"mb": 3, "repeats": 1},
+    "quick": {"mb": 60, "repeats": 3},
+    "full": {"mb": 600, "repeats": 5},
+}
+COMMAND = "groundstate ingest (whole command, 2 workers)"
+FIXED = "groundstate ingest, 12 files of 1000 rows (fixed cost)"
+CEILING = "ceiling: 1 process, h5py read + boost-histogram fill"
+
+
+def make_command_lake(root: str, size_mb: float, n_files: int = CMD_FILES, seed: int = 1):
+    """``n_files`` HDF5 files of three float32 variables ``a, b, c`` (unit m, correlated
+    normals, chunks of 1M values, no filter), about ``size_mb`` MB in all; (bytes, rows)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    rows = max(1, int(size_mb * 1e6 / (4 * len(CMD_VARS) * n_files)))
+    total = 0
+    for i in range(n_files):
+        x = rng.normal(size=rows).astype(np.float32)
+        cols = [x]
+        for _ in CMD_VARS[1:]:
+            cols.append((0.6 * cols[-1] + 0.8 * rng.normal(size=rows)).astype(np.float32))
+        path = os.path.join(root, f"run{i:03d}.h5")
+        with h5py.File(path, "w") as f:
+            for name, v in zip(CMD_VARS, cols, strict=True):
+                ds = f.create_dataset(name, data=v, chunks=(min(CMD_CHUNK, rows),))
+                ds.attrs["units"] = "m"
+        total += os.path.getsize(path)
+    return total, rows * n_files
+
+
+def command_argv(lake: str, output: str, workers: int = CMD_WORKERS) -> list[str]:
+    """The command line a user types (``groundstate ingest ...``), as this interpreter runs it."""
+    bounds = ",".join(f"{lo:g}:{hi:g}" for lo, hi in CMD_BOUNDS)
+    argv = [sys.executable, "-m", "groundstate.cli", "ingest", lake]
+    for v in CMD_VARS:
+        argv += ["--var", f"{v}:m"]
+    return argv + [f"--bounds={bounds}", "--workers", str(workers), "-o", output]
+
+
+def run_command(lake: str, output: str, workers: int = CMD_WORKERS) -> int:
+    """Run the command once (the output is removed after); returns its rows used."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(C.ROOT), os.environ.get("PYTHONPATH", "")])
+    )
+    p = subprocess.run(
+        command_argv(lake, output, workers), env=env, capture_output=True, text=True, cwd=C.ROOT
+    )
+    try:
+        if p.returncode != 0:
+            raise RuntimeError(f"groundstate ingest failed ({p.returncode}): {p.stderr[-2000:]}")
+        m = re.search(r"^rows used: (\d+)$", p.stdout, flags=re.M)
+        skipped = re.search(r"^files skipped: (\d+)$", p.stdout, flags=re.M)
+        if not m or not skipped or int(skipped.group(1)):
+            raise RuntimeError(f"groundstate ingest did not read the whole lake:\n{p.stdout}")
+        return int(m.group(1))
+    finally:
+        if os.path.exists(output):
+            os.unlink(output)
+
+
+def bare_read_fill(files) -> np.ndarray:
+    """The ceiling: one process reads every file's variables chunk by chunk with h5py and fills
+    a boost-histogram on the map's grid (the bins ``energy.bin_edges`` centres on the nodes)."""
+    import boost_histogram as bh
+    import h5py
+
+    from energy import bin_edges
+
+    edges = bin_edges(CMD_BOUNDS, (CMD_BINS,) * len(CMD_VARS))
+    h = bh.Histogram(
+        *[bh.axis.Variable(np.asarray(e), underflow=False, overflow=False) for e in edges],
+        storage=bh.storage.Int64(),
+    )
+    for path in files:
+        with h5py.File(path, "r") as f:
+            ds = [f[v] for v in CMD_VARS]
+            n = ds[0].shape[0]
+            for s in range(0, n, CMD_CHUNK):
+                h.fill(*(d[s : s + CMD_CHUNK] for d in ds))
+    return h.view()
+
+
+def command_case(size_mb: float, repeats: int, tmp: str, smoke: bool = False) -> tuple[list, list]:
+    """Rows and ratios of the whole command against the ceiling over a lake of ``size_mb``."""
+    lake, small = os.path.join(tmp, "cmd-lake"), os.path.join(tmp, "cmd-small")
+    nbytes, nrows = make_command_lake(lake, size_mb)
+    if not smoke:
+        make_command_lake(small, 1000 * 4 * len(CMD_VARS) * CMD_FILES / 1e6, seed=2)
+    files = sorted(os.path.join(lake, f) for f in os.listdir(lake))
+    out = os.path.join(tmp, "cmd-out")
+    os.makedirs(out)
+    case = {"format": "hdf5 x3 (command)", "MB": round(nbytes / 1e6, 1), "files": len(files)}
+    # The same rows counted by both, or the comparison means nothing.
+    want = int(np.asarray(bare_read_fill(files)).sum())
+    if run_command(lake, os.path.join(out, "check.npz")) != want:
+        raise RuntimeError("ingest bench: the command's rows used differ from the ceiling's")
+    engines = {COMMAND: lambda: run_command(lake, os.path.join(out, "a.npz"))}
+    if not smoke:  # the smoke size only checks that the command runs and counts every row
+        engines[COMMAND + " (A/A)"] = lambda: run_command(lake, os.path.join(out, "b.npz"))
+        engines[FIXED] = lambda: run_command(small, os.path.join(out, "c.npz"))
+    engines[CEILING] = lambda: bare_read_fill(files)
+    timings = C.measure(engines, repeats)
+    rows = C.rows_of(SUITE, case, timings, nbytes, "bytes")
+    for row in rows:
+        row["rows"] = nrows
+    ratios = [
+        r
+        for a, b in ((COMMAND, COMMAND + " (A/A)"), (COMMAND, CEILING), (COMMAND, FIXED))
+        if (r := C.ratio(SUITE, case, timings, a, b))
+    ]
+    return rows, ratios
 
 
 def run(size: str, backend: str, repeats: int | None = None) -> dict:
@@ -202,6 +337,12 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
             ):
                 if r := C.ratio(SUITE, case, timings, a, b):
                     ratios.append(r)
+        cmd = CMD_SIZES[size]
+        new_rows, new_ratios = command_case(
+            cmd["mb"], repeats or cmd["repeats"], tmp, smoke=size == "smoke"
+        )
+        rows += new_rows
+        ratios += new_ratios
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"rows": rows, "ratios": ratios}
@@ -210,4 +351,8 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
 def print_result(res: dict) -> None:
     C.print_table(
         "ingest: crawl vs raw read (M bytes/s = MB/s)", res["rows"], res["ratios"], ["format", "MB"]
+    )
+    C.say(
+        "  (command / ceiling: the whole command's speed as a fraction of the bare read + fill; "
+        "command / fixed cost: the share of the command's time that does not depend on the bytes)"
     )

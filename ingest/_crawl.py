@@ -264,15 +264,62 @@ class _WorkerContext(_BaseContext):
     Process = _WorkerProcess
 
 
+_PRELOAD = ["ingest._warm"]
+_POOLS_MADE = [0]  # pools started by this process (see _ForkServerStart.stop_if_unused)
+
+
 def _pool(workers: int):
     # forkserver (spawn on platforms without it): a fresh interpreter per worker, never a fork
     # of a process that may hold JAX threads or open HDF5 handles.
     ctx = _WorkerContext()
     if ctx.get_start_method() == "forkserver":
-        # The server imports the readers (NumPy, h5py, boost-histogram) once; each worker is a
-        # fork of it and starts warm instead of paying ~1 s of imports.
-        ctx.set_forkserver_preload(["ingest._warm"])
+        # The server imports the readers (NumPy, h5py, boost-histogram, numba's kernels) once;
+        # each worker is a fork of it and starts warm instead of paying ~1 s of imports.
+        ctx.set_forkserver_preload(_PRELOAD)
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+
+
+def _may_use_pool(workers, executor) -> bool:
+    """Whether a crawl with these arguments starts a pool of its own (given enough files)."""
+    return executor is None and (workers or os.cpu_count() or 1) > 1
+
+
+class _ForkServerStart:
+    """The pool's fork server, started at the beginning of a crawl: it imports the
+    readers (``ingest._warm``, ~1-2 s) while this process checks the arguments, loads the unit
+    registry and walks the lake, instead of after. ``stop`` kills it again when this crawl
+    started it and then failed (a check, a busy lock): nothing is left running, and no server
+    holds the caller's stderr open. A server already running is used as it is."""
+
+    def __init__(self, workers, executor):
+        self.started = False
+        self.pools = _POOLS_MADE[0]
+        if not _may_use_pool(workers, executor):
+            return
+        ctx = _WorkerContext()
+        if ctx.get_start_method() != "forkserver":
+            return
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        before = getattr(server, "_forkserver_pid", None)
+        ctx.set_forkserver_preload(_PRELOAD)
+        try:
+            with _without_main():  # the server must not import the caller's __main__ either
+                server.ensure_running()
+        except OSError:  # pragma: no cover - the pool will try again (and say why)
+            return
+        self.started = getattr(server, "_forkserver_pid", None) not in (None, before)
+
+    def stop(self) -> None:
+        if self.started:
+            stop_forkserver()
+            self.started = False
+
+    def stop_if_unused(self) -> None:
+        """Stop a server this crawl started for nothing (one file, every file resumed)."""
+        if _POOLS_MADE[0] == self.pools:
+            self.stop()
 
 
 def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
@@ -299,10 +346,29 @@ def stop_forkserver() -> None:
     exit would keep a pipe reading it waiting ~1-2 s more). A later pool starts a new one."""
     from multiprocessing import forkserver
 
-    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
-    if pid:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if not pid:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    # Forgotten as multiprocessing's own _stop does it (the alive pipe closed, the process
+    # reaped, the socket removed), so that a later pool starts a new server.
+    with contextlib.suppress(Exception):
+        server._stop()
+    if getattr(server, "_forkserver_pid", None) is not None:  # reaped already by someone else
+        with contextlib.suppress(Exception):
+            if server._forkserver_alive_fd is not None:
+                os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+        server._forkserver_pid = None
+        address = getattr(server, "_forkserver_address", None)
+        with contextlib.suppress(Exception):
+            from multiprocessing import util
+
+            if address and not util.is_abstract_socket_namespace(address):
+                os.unlink(address)
+        server._forkserver_address = None
 
 
 def _run(tasks, executor, workers, on_result):
@@ -318,6 +384,7 @@ def _run(tasks, executor, workers, on_result):
                 on_result(process_file(task))
             return
         executor = own = _pool(n)
+        _POOLS_MADE[0] += 1
     # A bounded window of submitted files keeps the partial results in memory small.
     window = max(4, 2 * (workers or os.cpu_count() or 1))
     pending = set()
@@ -522,14 +589,23 @@ def count(
         >>> c.counts.shape
         (64, 64)
     """
-    plan = _plan(roots, variables, profile, bins, bounds, workers)
-    if state is None:
-        return _count(plan, workers, executor, None, progress, exclude)
-    state = os.path.abspath(os.fspath(state))
-    _check_folder_of(state, "the state folder")
-    _check_outside_lake(plan.roots, {"the state folder": state})
-    with CrawlLock(_lock_path(state), f"the crawl state {state}"):
-        return _count(plan, workers, executor, state, progress, exclude)
+    server = _ForkServerStart(workers, executor)
+    try:
+        plan = _plan(roots, variables, profile, bins, bounds, workers)
+        if state is None:
+            c = _count(plan, workers, executor, None, progress, exclude)
+            server.stop_if_unused()
+            return c
+        state = os.path.abspath(os.fspath(state))
+        _check_folder_of(state, "the state folder")
+        _check_outside_lake(plan.roots, {"the state folder": state})
+        with CrawlLock(_lock_path(state), f"the crawl state {state}"):
+            c = _count(plan, workers, executor, state, progress, exclude)
+    except BaseException:
+        server.stop()
+        raise
+    server.stop_if_unused()
+    return c
 
 
 def _count(plan: _Plan, workers, executor, state, progress, exclude) -> Counts:
@@ -744,8 +820,22 @@ def ingest(
         ...                    output="wind.npz")  # doctest: +SKIP
         >>> print(report)  # doctest: +SKIP
     """
-    import energy
+    server = _ForkServerStart(workers, executor)
+    try:
+        out = _ingest(
+            roots, variables, output, profile, bins, bounds, smoothing, workers, executor, progress
+        )
+    except BaseException:
+        server.stop()
+        raise
+    server.stop_if_unused()
+    return out
 
+
+def _ingest(
+    roots, variables, output, profile, bins, bounds, smoothing, workers, executor, progress
+):
+    """:func:`ingest`, its fork server started."""
     plan = _plan(roots, variables, profile, bins, bounds, workers)
     d = len(plan.specs)
     sm = np.asarray(smoothing, dtype=np.float64) if np.ndim(smoothing) <= 1 else None
@@ -765,6 +855,8 @@ def ingest(
         lock = CrawlLock(_lock_path(state), output).acquire()
     try:
         c = _count(plan, workers, executor, state, progress, [output] if output else [])
+        import energy
+
         m = energy.EnergyMap.from_counts(
             c.counts,
             c.bounds,

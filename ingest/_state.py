@@ -10,8 +10,15 @@ Layout, beside the output ``OUT.npz``::
         parts/<h>.npz      one finished file: path, fingerprint, report, sparse counts, and
                            the configuration it was counted under
 
-Every file is written to a temporary name, flushed to disk and renamed (atomic on POSIX), so a
-crawl killed at any instant leaves only whole entries; the manifest is the set of parts.
+Every file is written to a temporary name and renamed (atomic on POSIX), so a crawl killed at
+any instant (``kill -9`` included: what it wrote is in the kernel's page cache) leaves only
+whole entries; the manifest is the set of parts. ``bounds.json`` (and ``config.json`` when
+rewritten) is fsynced before its rename; the parts are not (one fsync per file was most of a
+small file's cost): after an OS crash or a power cut, the parts written in the last seconds
+before it (the kernel's write-back delay, ~30 s by default) may be missing, empty or cut
+short. Each part
+carries a checksum of its contents, and a part that is not whole is ignored when loading: its
+file is simply counted again, so the resumed counts stay exact.
 
 Only what ingest made is ever deleted: a folder is used (and later removed) only when it holds
 the marker; a folder without it is refused, whatever it holds. Removal deletes the entries of
@@ -50,20 +57,30 @@ class BusyError(OSError):
     """Another run holds the lock of this output (or state folder)."""
 
 
-def atomic_write(path: str, write) -> None:
-    """Write a file through ``write(fileobj)`` to a temporary name, fsync, then rename."""
+def atomic_write(path: str, write, sync: bool = True) -> None:
+    """Write a file through ``write(fileobj)`` to a temporary name, fsync (unless ``sync`` is
+    False), then rename."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _part_checksum(index, counts) -> str:
+    """blake2b of a part's sparse counts (the zip's CRCs aside: checked by this module)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (index, counts):
+        h.update(b"-" if a is None else np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    return h.hexdigest()
 
 
 def _json_bytes(obj) -> bytes:
@@ -292,8 +309,16 @@ class CrawlState:
 
     # parts --------------------------------------------------------------------------------
     def save(self, res: FileResult, counted_under: dict | None = None) -> None:
-        """Record one finished file (read or skipped) durably, with the configuration
-        (variables, units, ranges, bin edges, profile) it was counted under."""
+        """Record one finished file (read or skipped), with the configuration (variables,
+        units, ranges, bin edges, profile) it was counted under and a checksum of the part.
+
+        Whole once this returns, for any later run, even if this process is killed; not
+        fsynced (see the module docstring): an OS crash may lose it, and the file is then
+        counted again."""
+        index = np.ascontiguousarray(res.index, dtype=np.int64) if res.index is not None else None
+        counts = (
+            np.ascontiguousarray(res.counts, dtype=np.int64) if res.counts is not None else None
+        )
         meta = {
             "path": res.path,
             "fingerprint": list(res.fingerprint),
@@ -303,12 +328,13 @@ class CrawlState:
             "dropped": res.dropped,
             "units": res.units,
             "counted_under": counted_under,
+            "checksum": _part_checksum(index, counts),
         }
         arrays = {"meta": np.array(json.dumps(meta))}
-        if res.index is not None:
-            arrays["index"] = res.index
-            arrays["counts"] = res.counts
-        atomic_write(self._part(res.path), lambda f: np.savez(f, **arrays))
+        if index is not None:
+            arrays["index"] = index
+            arrays["counts"] = counts
+        atomic_write(self._part(res.path), lambda f: np.savez(f, **arrays), sync=False)
 
     def load(self, counted_under: dict | None = None) -> Iterator[tuple[FileResult, bool]]:
         """The recorded files, one at a time, each with whether it was counted under
@@ -323,23 +349,29 @@ class CrawlState:
             if not _PART.match(name):
                 continue  # not ours: left alone
             try:
-                with np.load(full, allow_pickle=False) as z:
+                with open(full, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                     meta = json.loads(str(z["meta"]))
                     index = z["index"] if "index" in z else None
                     counts = z["counts"] if "counts" in z else None
-            except (OSError, ValueError, KeyError):
+                if "checksum" in meta and meta["checksum"] != _part_checksum(index, counts):
+                    continue  # cut short or damaged (written without fsync before a crash)
+                res = FileResult(
+                    path=meta["path"],
+                    fingerprint=tuple(meta["fingerprint"]),
+                    size=meta["size"],
+                    skipped=meta["skipped"],
+                    rows_used=meta["rows_used"],
+                    dropped=meta["dropped"],
+                    units=meta["units"],
+                    index=index,
+                    counts=counts,
+                )
+            except Exception:  # noqa: BLE001 - empty, cut short, not a zip, bad JSON: redo it
                 continue
-            res = FileResult(
-                path=meta["path"],
-                fingerprint=tuple(meta["fingerprint"]),
-                size=meta["size"],
-                skipped=meta["skipped"],
-                rows_used=meta["rows_used"],
-                dropped=meta["dropped"],
-                units=meta["units"],
-                index=index,
-                counts=counts,
-            )
+            if (index is None) != (counts is None) or (
+                index is not None and index.shape != counts.shape
+            ):
+                continue
             yield res, meta.get("counted_under") == want
 
     def forget(self, path: str) -> None:

@@ -83,6 +83,11 @@ def _conversions(spec_list, columns):
         if not unit:
             unit = dict(spec.source_units).get(col.leaf.lower())
         units[spec.name] = unit
+        if unit is not None and unit == spec.unit:
+            # The file states exactly the asked unit (checked with pint when it was asked):
+            # nothing to convert, and no unit registry to build in this worker.
+            out.append((1.0, 0.0))
+            continue
         if spec.unit is None:
             if is_time_reference(unit):
                 # Raw offsets from one file's epoch mean nothing next to another file's.
