@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "fsync_folder"]
+__all__ = ["atomic_write", "atomic_write_bytes", "fsync_folder", "is_temporary"]
 
 # File modes for a plain ``open()``: the kernel masks them with the umask.
 _FILE_MODE = 0o666
+# The temporary name: ".<target name>.<12 hex digits>.tmp" (hidden: crawls skip it).
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
 
 
 def fsync_folder(folder: str | os.PathLike) -> None:
@@ -43,6 +46,11 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def is_temporary(name: str) -> bool:
+    """True for the name of a temporary file `atomic_write` makes (left behind only by a kill)."""
+    return _TEMPORARY.fullmatch(name) is not None
+
+
 def _open_temporary(path: Path) -> tuple[int, Path]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:  # a 48-bit random name: a clash is astronomically rare; retry if one happens
@@ -54,7 +62,11 @@ def _open_temporary(path: Path) -> tuple[int, Path]:
 
 
 def atomic_write(
-    path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, make_parents: bool = False
+    path: str | os.PathLike,
+    write: Callable[[IO[bytes]], Any],
+    *,
+    make_parents: bool = False,
+    sync: bool = True,
 ) -> Path:
     """Write ``path`` atomically through ``write(fileobj)`` (a binary file object).
 
@@ -62,6 +74,9 @@ def atomic_write(
         path: the target file; replaced whole, or left as it was if anything fails.
         write: called once with the open temporary file (binary mode).
         make_parents: create missing parent folders first.
+        sync: fsync the file and the folder (default). ``False`` keeps the rename atomic for
+            other processes but lets an OS crash lose or truncate the file: only for files whose
+            reader checks them (ingest's checksummed resume parts).
 
     Returns:
         The target path.
@@ -81,13 +96,15 @@ def atomic_write(
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_folder(path.parent)
+    if sync:
+        fsync_folder(path.parent)
     return path
 
 

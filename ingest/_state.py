@@ -58,21 +58,18 @@ class BusyError(OSError):
 
 
 def atomic_write(path: str, write, sync: bool = True) -> None:
-    """Write a file through ``write(fileobj)`` to a temporary name, fsync (unless ``sync`` is
-    False), then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """The project's one atomic write (`energy._atomic.atomic_write`): temporary file, fsync
+    (unless ``sync`` is False), rename."""
+    from energy._atomic import atomic_write as write_atomically
+
+    write_atomically(path, write, sync=sync)
+
+
+def _is_temporary(name: str) -> bool:
+    """A temporary file of an interrupted write (or of a state folder being made)."""
+    from energy._atomic import is_temporary
+
+    return name.startswith(".tmp-") or is_temporary(name)
 
 
 def _part_checksum(index, counts) -> str:
@@ -343,8 +340,8 @@ class CrawlState:
         want = json.loads(json.dumps(counted_under))  # the same JSON round trip as the parts
         for name in sorted(os.listdir(self.parts)):
             full = os.path.join(self.parts, name)
-            if name.startswith(".tmp-"):
-                self._unlink(full)  # a write the kill interrupted (atomic_write's prefix)
+            if _is_temporary(name):
+                self._unlink(full)  # a write the kill interrupted (atomic_write's name)
                 continue
             if not _PART.match(name):
                 continue  # not ours: left alone
@@ -398,12 +395,12 @@ class CrawlState:
         except FileNotFoundError:
             names = []
         for name in names:
-            if _PART.match(name) or name.startswith(".tmp-"):
+            if _PART.match(name) or _is_temporary(name):
                 CrawlState._unlink(os.path.join(parts, name))
         for name in ("config.json", "bounds.json"):
             CrawlState._unlink(os.path.join(directory, name))
         for name in os.listdir(directory):
-            if name.startswith(".tmp-"):
+            if _is_temporary(name):
                 CrawlState._unlink(os.path.join(directory, name))
         try:
             if os.path.isdir(parts):

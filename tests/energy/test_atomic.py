@@ -54,3 +54,13 @@ def test_replaces_whole_and_makes_parents_when_asked(tmp_path):
     atomic_write_bytes(target, b"second")
     assert target.read_bytes() == b"second"
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.bin"]
+
+
+def test_temporary_names_are_recognised_and_hidden(tmp_path):
+    from energy._atomic import _open_temporary, is_temporary
+
+    fd, tmp = _open_temporary(tmp_path / "part-0001.npz")
+    os.close(fd)
+    assert tmp.name.startswith(".") and is_temporary(tmp.name)
+    for name in ("part-0001.npz", ".hidden", ".notes.tmp", "x.0123456789ab.tmp"):
+        assert not is_temporary(name)
