@@ -45,5 +45,50 @@ def sharded_draws(out: str) -> None:
         )
 
 
+def small_map():
+    """A 2-D two-mode map (40 x 30 nodes), the same in every process."""
+    import energy
+
+    gx, gy = np.linspace(-3, 3, 40), np.linspace(-2, 2, 30)
+    x, y = np.meshgrid(gx, gy, indexing="ij")
+    p = np.exp(-((x - 1.2) ** 2 + y**2) / 0.5) + 0.5 * np.exp(-((x + 1.3) ** 2 + y**2) / 0.3)
+    return energy.EnergyMap.from_grid(-np.log(p + 1e-3), [(-3, 3), (-2, 2)])
+
+
+def langevin_calls(out: str) -> None:
+    """`langevin.sample` and `langevin.sweep` on a map, every process making the same calls."""
+    import jax
+    import jax.numpy as jnp
+
+    import langevin
+
+    topo = _distributed.initialize()
+    m = small_map()
+    res = langevin.sample(m, jax.random.key(4), n_chains=30, n_steps=60, thin=20, progress=False)
+    sw = langevin.sweep(
+        m,
+        jax.random.key(5),
+        {"weight": np.linspace(0.0, 2.0, 6)},
+        n_chains=16,
+        n_best=3,
+        objective=lambda x: jnp.sum((x - 1.0) ** 2),
+        n_steps=40,
+        progress=False,
+    )
+    print(f"process {topo.process_id}: {topo} sampled {res.positions.shape}", flush=True)
+    if topo.process_id == 0:
+        np.savez(
+            out,
+            positions=np.asarray(res.positions),
+            energies=np.asarray(res.energies),
+            diverged=np.asarray(res.diverged),
+            trajectory=np.asarray(res.trajectory),
+            sweep_positions=sw.positions,
+            sweep_total=sw.total_energies,
+            sweep_valid=sw.valid,
+            topology=np.asarray(topo),
+        )
+
+
 if __name__ == "__main__":
-    {"sharded_draws": sharded_draws}[sys.argv[2]](sys.argv[1])
+    {"sharded_draws": sharded_draws, "langevin_calls": langevin_calls}[sys.argv[2]](sys.argv[1])

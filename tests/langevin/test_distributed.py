@@ -44,6 +44,21 @@ def test_two_processes_form_one_mesh_and_match_one_process(tmp_path):
     np.testing.assert_allclose(two["total"], want.sum(), rtol=1e-6)
 
 
+@pytest.mark.slow  # two jobs that each compile a run and a sweep: ~1-2 min on 2 loaded cores
+def test_sample_and_sweep_over_two_processes_equal_one_process(tmp_path):
+    """Every process makes the same calls; chains spread over both processes' devices."""
+    two, res = run_job("langevin_calls", tmp_path / "two.npz", n_processes=2, cpu_devices=2)
+    np.testing.assert_array_equal(two["topology"], [0, 2, 2, 4])
+    assert "process 1: Topology(process_id=1" in res[1].stdout
+    one, _ = run_job("langevin_calls", tmp_path / "one.npz", n_processes=1, cpu_devices=4)
+    np.testing.assert_array_equal(one["topology"], [0, 1, 4, 4])
+    for name in ("positions", "energies", "diverged", "trajectory"):
+        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
+    assert two["positions"].shape == (30, 2) and two["trajectory"].shape == (3, 30, 2)
+    for name in ("sweep_positions", "sweep_total", "sweep_valid"):
+        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
+
+
 def test_a_failed_process_stops_the_job_with_its_error(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text(
