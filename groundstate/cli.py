@@ -22,6 +22,7 @@ _COMMANDS = (
     "groundstate._cmd_shield",
     "groundstate._cmd_sample",
     "groundstate._cmd_onboard",
+    "groundstate._cmd_bench",
     "groundstate._cmd_capsule",
     "groundstate._cmd_info",
     "groundstate._cmd_fit",

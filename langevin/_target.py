@@ -118,8 +118,13 @@ def split(obj) -> tuple[list, Any]:
     """Split a pytree into its array leaves (jit arguments) and a hashable static rest.
 
     An `EnergyMap` becomes its arrays (a new map of the same shape reuses the compiled program);
-    a plain function is all static (hashed by itself).
+    a plain function is all static (hashed by itself). An object with a ``_bare()`` method (maps,
+    shields, surrogates) is split without its informational metadata (provenance), which is
+    compared by value and would otherwise make every new map a new program.
     """
+    bare = getattr(obj, "_bare", None)
+    if callable(bare):
+        obj = bare()
     leaves, treedef = jax.tree_util.tree_flatten(obj)
     arrays = [leaf for leaf in leaves if _is_array(leaf)]
     rest = tuple(None if _is_array(leaf) else leaf for leaf in leaves)
