@@ -1,19 +1,26 @@
-"""NumPy building blocks for maps: bin edges, smoothing, counts to energies, quadrature.
+"""Host building blocks for maps: bin edges, counts to energies, cubic coefficients.
 
-Everything here runs once, when a map is built, in float64 on the host.
+Everything here runs once, when a map is built, in float64 on the host (log Z on the device, see
+`_pyramid.log_integral`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
-from scipy.special import logsumexp
+
+from . import _pyramid
 
 # Largest grid (in nodes) that `from_samples` builds from a default integer `bins`: 2**24 nodes
 # (64 MiB of float32) keeps a map, its pyramid and its build within a laptop's memory.
 MAX_DEFAULT_NODES = 2**24
+# On an accelerator the default cap follows its memory: a map holds its energies (4 bytes a node),
+# its pyramid (<= 4.5x, see `_pyramid.NODES_PER_SIGMA`) and, while it builds, ~3 grids of
+# temporaries: ~40 bytes a node, of which half the device's memory may be used.
+BYTES_PER_NODE = 40
 # Largest grid accepted at all: 2**28 nodes is 1 GiB of float32 energies.
 MAX_NODES = 2**28
 # Beyond the data, empty cells rise by this many nats per cell of distance to the nearest data
@@ -22,6 +29,28 @@ EMPTY_RISE_PER_CELL = 1.0
 # A cell counts as "data" when its smoothed count is above this fraction of the peak a single
 # isolated sample leaves after smoothing (about 3.7 smoothing widths around every sample).
 DATA_FRACTION_OF_ONE_SAMPLE = 1e-3
+
+
+def default_node_cap(device=None) -> int:
+    """Largest grid `from_samples` builds from an integer ``bins``, for ``device`` (default: JAX's).
+
+    ``MAX_DEFAULT_NODES`` (2**24) on a CPU or a device that reports no memory; on an accelerator
+    the largest power of two with ``BYTES_PER_NODE * nodes <= bytes_limit / 2`` (from
+    ``device.memory_stats()``), between 2**24 and `MAX_NODES`.
+    """
+    import jax
+
+    dev = device if device is not None else jax.devices()[0]
+    if dev.platform == "cpu":
+        return MAX_DEFAULT_NODES
+    try:
+        limit = int((dev.memory_stats() or {}).get("bytes_limit", 0))
+    except Exception:  # noqa: BLE001 - a backend without memory stats: the CPU default
+        limit = 0
+    if limit <= 0:
+        return MAX_DEFAULT_NODES
+    nodes = 2 ** int(np.floor(np.log2(limit / 2 / BYTES_PER_NODE)))
+    return int(min(MAX_NODES, max(MAX_DEFAULT_NODES, nodes)))
 
 
 def check_bounds(bounds, d: int | None = None) -> np.ndarray:
@@ -69,70 +98,6 @@ def bin_edges(bounds, shape: Sequence[int]) -> list[np.ndarray]:
     return edges
 
 
-def gaussian_filter_density(p: np.ndarray, sigma_cells: Sequence[float]) -> np.ndarray:
-    """Convolve node values with a Gaussian of ``sigma_cells[j]`` cells along each axis.
-
-    Zero outside the grid (the density of a map is supported on its bounds), the kernel normalised
-    over the infinite lattice so that mass is conserved away from the faces. Separable: one dense
-    ``(n_j, n_j)`` matrix product per axis, whatever the width.
-    """
-    out = np.asarray(p, dtype=np.float64)
-    for j, s in enumerate(sigma_cells):
-        if s <= 0:
-            continue
-        n = out.shape[j]
-        m = int(np.ceil(10 * s)) + n  # lattice span for the normalisation
-        norm = np.exp(-0.5 * (np.arange(-m, m + 1) / s) ** 2).sum()
-        k = np.arange(n)
-        kernel = np.exp(-0.5 * ((k[:, None] - k[None, :]) / s) ** 2) / norm
-        out = np.moveaxis(np.tensordot(kernel, out, axes=([1], [j])), 0, j)
-    return out
-
-
-def _gl_nodes(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and weights on [0, 1]."""
-    t, w = np.polynomial.legendre.leggauss(q)
-    return (t + 1) / 2, w / 2
-
-
-def log_integral(energies: np.ndarray, bounds: np.ndarray) -> float:
-    """``log of the integral over the bounds of exp(-E(x))`` for the multilinear interpolant E.
-
-    Gauss-Legendre with q points per cell and axis on the exact multilinear values (multilinear
-    interpolation is linear along each axis, so the refined values are exact); q is as large as
-    keeps each slab within 2**22 points (q = 1, the midpoint rule, on the largest grids).
-    """
-    e = np.asarray(energies, dtype=np.float64)
-    d = e.ndim
-    cells = np.array(e.shape) - 1
-    q = int(np.clip(np.floor((2**22 / np.prod(cells, dtype=np.float64)) ** (1 / d)), 1, 6))
-    t, w = _gl_nodes(q)
-    logw = np.log(w)
-    dx = (bounds[:, 1] - bounds[:, 0]) / cells
-    per_slab = max(1, int(2**22 // max(1, np.prod(cells[1:] * q, dtype=np.float64) * q)))
-    parts = []
-    for a in range(0, cells[0], per_slab):
-        b = min(cells[0], a + per_slab)
-        ref = e[a : b + 1]
-        for j in range(d):
-            lo_nodes = np.take(ref, np.arange(ref.shape[j] - 1), axis=j)
-            hi_nodes = np.take(ref, np.arange(1, ref.shape[j]), axis=j)
-            shape = [1] * (d + 1)
-            shape[j + 1] = q
-            tt = t.reshape(shape)
-            ref = np.expand_dims(lo_nodes, j + 1) * (1 - tt) + np.expand_dims(hi_nodes, j + 1) * tt
-            new_shape = list(lo_nodes.shape)
-            new_shape[j] *= q
-            ref = ref.reshape(new_shape)
-        lw = 0.0
-        for j in range(d):
-            shape = [1] * d
-            shape[j] = ref.shape[j]
-            lw = lw + np.tile(logw, ref.shape[j] // q).reshape(shape)
-        parts.append(logsumexp(-ref + lw))
-    return float(logsumexp(parts) + np.log(dx).sum())
-
-
 def counts_to_energies(
     counts: np.ndarray, bounds: np.ndarray, smoothing: Sequence[float]
 ) -> tuple[np.ndarray, dict]:
@@ -170,23 +135,9 @@ def counts_to_energies(
     if n_empty:
         dist, nearest = ndimage.distance_transform_edt(~data, return_indices=True)
         e[~data] = e[tuple(ix[~data] for ix in nearest)] + EMPTY_RISE_PER_CELL * dist[~data]
-    e += log_integral(e, bounds)
+    e += _pyramid.log_integral(jnp.asarray(e, _pyramid.float_dtype()), bounds)
     stats = {"total_counts": total, "data_cells": int(data.sum()), "empty_cells": n_empty}
     return e, stats
-
-
-def smooth_energies(energies: np.ndarray, sigma_cells: Sequence[float]) -> np.ndarray:
-    """Energies of the map's density convolved with a Gaussian (``sigma_cells`` per axis).
-
-    ``E_s = -log(G_s * exp(-E))``, computed around ``min E`` to avoid underflow; where the
-    convolution underflows in float64 the unsmoothed energy is kept (it is then above ~640 nats).
-    """
-    e = np.asarray(energies, dtype=np.float64)
-    e0 = e.min()
-    conv = gaussian_filter_density(np.exp(-(e - e0)), sigma_cells)
-    tiny = 1e-280  # well above float64's smallest normal (2.2e-308)
-    safe = np.where(conv > tiny, conv, 1.0)
-    return np.where(conv > tiny, -np.log(safe) + e0, e)
 
 
 def cubic_coefficients(energies: np.ndarray) -> np.ndarray:

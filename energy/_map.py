@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _grid, _interp, _io
+from . import _grid, _interp, _io, _pyramid
 
 MAP_FORMAT = "groundstate.energy_map"
 # Default noise pyramid: N_LEVELS geometric levels from half of each axis' span (a blob over the
@@ -121,7 +121,11 @@ class EnergyMap:
     The noise pyramid (hierarchical maps): `noise_levels` are in RELATIVE units, a level ``s``
     smooths axis ``j`` by a Gaussian of width ``s * (hi_j - lo_j)`` (see `scale`). Level ``s`` is the
     map's density convolved with that Gaussian (zero outside the bounds), i.e. the noise-perturbed
-    density of annealed Langevin dynamics (Song & Ermon, 2019); `energy_at` reads it.
+    density of annealed Langevin dynamics (Song & Ermon, 2019); `energy_at` reads it. Each level
+    is held on a grid coarse enough for its width (`level_shapes`: 4 nodes per sigma per axis,
+    never finer than the map) and interpolated like the map. The pyramid is built on the map's
+    device, once, the first time it is asked for (`energy_at`, `pyramid`, `noise_levels`); a map
+    that is only evaluated never builds it.
 
     Build maps with `from_grid`, `from_samples` or `from_counts`; load them with `energy.load`.
     """
@@ -132,25 +136,31 @@ class EnergyMap:
         lo: jax.Array,
         hi: jax.Array,
         coeffs: jax.Array | None,
-        levels_table: jax.Array,
+        pyramid: jax.Array | None,
         noise_levels: jax.Array,
         log_z: jax.Array,
         names: tuple[str, ...],
         units: tuple[str, ...],
         method: str,
         info: _Info,
+        levels_host: tuple[float, ...],
+        level_shapes: tuple[tuple[int, ...], ...],
     ):
         self._values = values
         self._lo = lo
         self._hi = hi
         self._coeffs = coeffs
-        self._levels_table = levels_table
+        # Every level's interpolation table, flat and concatenated (coarsest first), or None
+        # until first asked for; the levels as Python floats set the levels' grids (static).
+        self._pyramid = pyramid
         self._noise_levels = noise_levels
         self._log_z = log_z
         self._names = names
         self._units = units
         self._method = method
         self._info = info
+        self._levels_host = levels_host
+        self._level_shapes = level_shapes
 
     # ---------------------------------------------------------------- pytree protocol
     def tree_flatten(self):
@@ -159,11 +169,19 @@ class EnergyMap:
             self._lo,
             self._hi,
             self._coeffs,
-            self._levels_table,
+            self._pyramid,
             self._noise_levels,
             self._log_z,
         )
-        return children, (self._names, self._units, self._method, self._info)
+        aux = (
+            self._names,
+            self._units,
+            self._method,
+            self._info,
+            self._levels_host,
+            self._level_shapes,
+        )
+        return children, aux
 
     @classmethod
     def tree_unflatten(cls, aux, children):
@@ -228,36 +246,33 @@ class EnergyMap:
         _interp.make_spec(v.shape, method)  # validates the method
         levels = _noise_levels(noise_levels, v.shape)
         dtype = _float_dtype()
-        e64 = v.astype(np.float64)
         # Store in the working dtype; the pyramid and log Z are computed from what is stored.
-        stored = e64.astype(dtype)
-        e_stored = stored.astype(np.float64)
-        cells = np.array(v.shape) - 1.0
-        tables = []
-        for s in levels:
-            smoothed = _grid.smooth_energies(e_stored, s * cells)
-            tables.append(_table(smoothed, method))
-        tables.append(_table(e_stored, method))
-        levels_table = np.stack(tables).astype(dtype)
-        coeffs = None if method == "linear" else levels_table[-1]
-        log_z = _grid.log_integral(e_stored, b) if method == "linear" else _log_z_cubic(e_stored, b)
+        stored = v.astype(dtype, copy=False)
+        values = jnp.asarray(stored)
+        coeffs = None
+        if method == "cubic":
+            coeffs = jnp.asarray(_grid.cubic_coefficients(stored).astype(dtype))
+        # log Z of a cubic map: quadrature of the multilinear interpolant (agrees to O(h^2)).
+        log_z = _pyramid.log_integral(values, b)
         info = _Info(
             None if n_samples is None else int(n_samples),
             dict(provenance or {"source": "grid"}),
             tuple((float(a), float(c)) for a, c in b),
         )
         return cls(
-            jnp.asarray(stored),
+            values,
             jnp.asarray(b[:, 0], dtype=dtype),
             jnp.asarray(b[:, 1], dtype=dtype),
-            None if coeffs is None else jnp.asarray(coeffs),
-            jnp.asarray(levels_table),
+            coeffs,
+            None,
             jnp.asarray(levels, dtype=dtype),
             jnp.asarray(log_z, dtype=dtype),
             names_t,
             units_t,
             method,
             info,
+            tuple(float(s) for s in levels.astype(dtype)),
+            _pyramid.level_shapes(v.shape, levels),
         )
 
     @classmethod
@@ -342,7 +357,9 @@ class EnergyMap:
         Args:
             samples: states, shape ``(n, d)`` (a 1-D array is ``(n, 1)``); all finite.
             bins: nodes per axis (one for all axes or one per axis). With an integer and a grid
-                larger than 2**24 nodes (d >= 5 at 64), bins shrink to ``floor(2**(24/d))``.
+                larger than the device's node cap (2**24 on a CPU, more on an accelerator with
+                the memory: `_grid.default_node_cap`; d >= 5 at 64 on a CPU), bins shrink to
+                ``floor(cap**(1/d))`` and the provenance records ``node_cap``.
             bounds: ``[(lo_i, hi_i)]``; default: the data's range widened by 10% on each side.
                 Samples outside are not counted (the provenance says how many).
             smoothing: Gaussian width in grid cells (per axis or one for all; 0: none).
@@ -377,9 +394,11 @@ class EnergyMap:
             nb = int(bins)
             if nb < 2:
                 raise ValueError(f"bins must be at least 2, got {bins}")
-            if nb**d > _grid.MAX_DEFAULT_NODES:
-                reduced = int(np.floor(_grid.MAX_DEFAULT_NODES ** (1.0 / d) + 1e-9))
+            cap = _grid.default_node_cap()
+            if nb**d > cap:
+                reduced = int(np.floor(cap ** (1.0 / d) + 1e-9))
                 prov["bins_reduced_from"] = nb
+                prov["node_cap"] = cap
                 nb = max(2, reduced)
             shape = (nb,) * d
         else:
@@ -426,7 +445,8 @@ class EnergyMap:
         if self._info is _NO_INFO:
             return self
         bare = self.__dict__.get("_bare_map")
-        if bare is None:  # a map never changes: make it once
+        # A map never changes, except that its pyramid is built lazily: remake the copy then.
+        if bare is None or bare._pyramid is not self._pyramid:
             bare = object.__new__(EnergyMap)
             bare.__dict__.update(self.__dict__)
             bare._info = _NO_INFO
@@ -449,6 +469,7 @@ class EnergyMap:
         level it blends into the map itself; above the coarsest it is the coarsest level.
         ``sigma`` may be traced (annealing inside a compiled loop).
         """
+        self._ensure_pyramid()
         return _energy_at_jit(self._bare(), self._points(x), sigma)
 
     def _energy_at(self, x: jax.Array, sigma: ArrayLike) -> jax.Array:
@@ -460,15 +481,65 @@ class EnergyMap:
         i = jnp.clip(jnp.sum(levels[1:] >= s) - 1, 0, levels.shape[0] - 2)
         hi_s, lo_s = levels[i], levels[i + 1]
         w = (s - lo_s) / (hi_s - lo_s)  # weight of the coarser level i
-        size = int(np.prod(self._spec.table_shape))
-        table = self._levels_table.reshape(-1)
-        e_i = _interp.grid_energy(
-            table, (i * size).astype(jnp.int32), self._lo, self._hi, flat, self._spec
+        pyramid = self._pyramid
+        if pyramid is None:  # a traced map whose pyramid was never built: build it in the trace
+            pyramid = self._build_pyramid()
+        base = self._values if self._coeffs is None else self._coeffs
+        # Node units of the map; each level's grid spans the same box with its own node count.
+        # The barrier outside the box is the map's (one nat per cell of the map), on every level.
+        n1 = jnp.asarray(self.shape, flat.dtype)[:, None] - 1.0
+        inv = (n1[:, 0] / (self._hi - self._lo))[:, None]
+        u = (flat.T - self._lo[:, None]) * inv
+        uc = jnp.clip(u, 0.0, n1)
+        barrier = jnp.sum(_interp.barrier_cells(jnp.abs(u - uc)), axis=0)
+        n_levels = len(self._level_shapes)
+
+        def level(k):
+            return _pyramid.read(pyramid, k, self._level_shapes, self.shape, self._method, uc)
+
+        e_i = level(i)
+        # The finest bracket blends into the map itself (only one branch runs).
+        e_j = jax.lax.cond(
+            i + 1 < n_levels,
+            lambda: level(jnp.minimum(i + 1, n_levels - 1)),
+            lambda: _interp.interp_nodes(base.reshape(-1), jnp.int32(0), uc, self._spec),
         )
-        e_j = _interp.grid_energy(
-            table, ((i + 1) * size).astype(jnp.int32), self._lo, self._hi, flat, self._spec
+        return (w * e_i + (1.0 - w) * e_j + barrier).reshape(x.shape[:-1])
+
+    def _build_pyramid(self) -> jax.Array:
+        """The flat pyramid of this map's energies (see `_pyramid.build`)."""
+        return _pyramid.build(
+            self._values, np.asarray(self._levels_host), self._level_shapes, self._method
         )
-        return (w * e_i + (1.0 - w) * e_j).reshape(x.shape[:-1])
+
+    def _ensure_pyramid(self) -> None:
+        """Build the pyramid once, on the map's device, if this map holds concrete arrays."""
+        if self._pyramid is not None or isinstance(self._values, jax.core.Tracer):
+            return
+        with jax.ensure_compile_time_eval():
+            self._pyramid = self._build_pyramid()
+
+    @property
+    def pyramid(self) -> tuple[jax.Array, ...]:
+        """The levels' interpolation tables, coarsest first (built on first access).
+
+        Level i has `level_shapes` ``[i]`` nodes (cubic maps: padded by one node per side) over
+        the map's bounds.
+        """
+        self._ensure_pyramid()
+        flat = self._build_pyramid() if self._pyramid is None else self._pyramid
+        pad = 2 if self._method == "cubic" else 0
+        out, start = [], 0
+        for shape in self._level_shapes:
+            size = _pyramid.table_size(shape, self._method)
+            out.append(flat[start : start + size].reshape(tuple(n + pad for n in shape)))
+            start += size
+        return tuple(out)
+
+    @property
+    def level_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Nodes per axis of each pyramid level's grid (coarsest first)."""
+        return self._level_shapes
 
     def log_prob(self, x: ArrayLike) -> jax.Array:
         """``log P(x) = -E(x) - log Z`` (Z by quadrature over the bounds; see `log_z`)."""
@@ -501,8 +572,8 @@ class EnergyMap:
         sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (self.ndim,))
         if not np.all(np.isfinite(sig)) or np.any(sig < 0):
             raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
-        cells = np.array(self.shape) - 1.0
-        e = _grid.smooth_energies(np.asarray(self._values, dtype=np.float64), sig * cells)
+        with jax.ensure_compile_time_eval():
+            e = np.asarray(_pyramid.smooth(self._values, sig), np.float64)
         prov = dict(self.provenance)
         prov["smoothed_sigma"] = sig.tolist()
         return EnergyMap.from_grid(
@@ -573,7 +644,13 @@ class EnergyMap:
 
     @property
     def noise_levels(self) -> jax.Array:
-        """Pyramid levels, decreasing, in relative units (see the class docstring)."""
+        """Pyramid levels, decreasing, in relative units (see the class docstring).
+
+        Reading them builds the pyramid (once) on a concrete map: whoever reads the levels
+        (langevin's annealing, tnn) is about to read them, and then finds the pyramid built
+        outside its compiled loop.
+        """
+        self._ensure_pyramid()
         return self._noise_levels
 
     @property
@@ -671,16 +748,6 @@ class EnergyMap:
 # eagerly on a new shape compiles once instead of dispatching ~50 ops one by one.
 _energy_jit = jax.jit(lambda m, x: m._energy(x))
 _energy_at_jit = jax.jit(lambda m, x, sigma: m._energy_at(x, sigma))
-
-
-def _table(e: np.ndarray, method: str) -> np.ndarray:
-    """The interpolation table of energies: themselves, or padded B-spline coefficients."""
-    return e if method == "linear" else _grid.cubic_coefficients(e)
-
-
-def _log_z_cubic(e: np.ndarray, b: np.ndarray) -> float:
-    """log Z of a cubic map: quadrature of the multilinear interpolant (agrees to O(h^2))."""
-    return _grid.log_integral(e, b)
 
 
 def _smoothing(smoothing, d: int) -> list[float]:
