@@ -14,6 +14,7 @@ Example:
 
 from ._diagnostics import ess as ess
 from ._diagnostics import rhat as rhat
+from ._distributed import initialize as initialize_distributed
 from ._kernels import Constraints as Constraints
 from ._kernels import LangevinInfo as LangevinInfo
 from ._kernels import LangevinState as LangevinState
@@ -51,6 +52,7 @@ __all__ = [
     "ess",
     "geometric",
     "init",
+    "initialize_distributed",
     "linear",
     "mala",
     "mala_step",

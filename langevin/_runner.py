@@ -67,7 +67,9 @@ def program(
     `run_in_chunks`): ``"head"`` runs every step but the last ``n_chunked`` sampling steps and
     returns ``state = {"carry", "h"}``; ``"chunk"`` runs ``length`` sampling steps from global
     step ``start`` on ``state``; ``"tail"`` turns ``state`` into the outputs. Draws depend on the
-    global step only, so the chunking does not change a number.
+    global step only, so the chunking does not change a number. With ``thin``, the chunks (of
+    whole thin blocks) also return their recorded ``trajectory`` / ``energy_trace``
+    (`langevin._resumable` streams them to the host or to files).
     """
     target = _target.join(p["target"], cfg.target)
     objective = cfg.objective
@@ -290,7 +292,10 @@ def program(
     offset = 0
     h = p["h"]
     n_keep = cfg.n_steps // cfg.thin if cfg.thin else 0
-    n_free = cfg.n_steps - n_keep * cfg.thin - n_chunked
+    # A cut run with thin chunks its recorded steps themselves (n_chunked = n_keep * thin, see
+    # langevin._resumable.plan): each chunk records its draws and the tail records none.
+    recorded_in_chunks = part != "all" and n_keep > 0
+    n_free = cfg.n_steps - n_chunked - (0 if recorded_in_chunks else n_keep * cfg.thin)
     acc = jnp.zeros((n,), dtype)
     k_steps = jax.random.fold_in(key, 2)  # one key for every step (draws by global step index)
 
@@ -318,6 +323,15 @@ def program(
         return scan_blocked(body, carry, xs, mala_draw(k_steps), *mala_block)
 
     run_h = run_ula if cfg.method == "ula" else run_mala
+    if part == "chunk" and recorded_in_chunks:  # `length` is a whole number of thin blocks
+        h = state["h"]
+
+        def rec(c, j):
+            c = run_h(c, h, start + j * cfg.thin, cfg.thin)
+            return c, (c[0], jax.vmap(total, in_axes=(0, None))(c[0], None))
+
+        carry, (traj, etrace) = jax.lax.scan(rec, state["carry"], jnp.arange(length // cfg.thin))
+        return {"carry": carry, "h": h, "trajectory": traj, "energy_trace": etrace}
     if part == "chunk":
         return {"carry": run_h(state["carry"], state["h"], start, length), "h": state["h"]}
     if part == "tail":
@@ -378,7 +392,7 @@ def program(
     if part == "head":
         return {"carry": carry, "h": jnp.asarray(h, dtype)}
     traj = etrace = None
-    if n_keep:
+    if n_keep and not recorded_in_chunks:
 
         def block(c, j):
             c = run_h(c, h, offset + n_free + j * cfg.thin, cfg.thin)

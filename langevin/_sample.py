@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from . import _progress, _runner
+from . import _progress, _resumable, _runner
 from ._options import Options
 from ._prepare import Prepared, prepare, total_steps
 from ._result import SampleResult
@@ -37,6 +37,9 @@ def sample(
     n_warmup=None,
     progress=None,
     devices=None,
+    checkpoint=None,
+    checkpoint_every=300.0,
+    trace=None,
 ) -> SampleResult:
     """Run ``n_chains`` Langevin chains on ``target`` and return their final states.
 
@@ -70,7 +73,19 @@ def sample(
         n_warmup: adaptation steps (default 200) where a step size is adapted.
         progress: a progress bar (None: on a terminal, never under ``CI``).
         devices: devices to shard the chains over (None: all of ``jax.devices()``); results do
-            not depend on the number of devices.
+            not depend on the number of devices. Under ``jax.distributed`` (every process
+            making the same call) that is all hosts' devices, and every process gets all the
+            results (docs/scale.md).
+        checkpoint: a folder where the run's state (chains, key, position) is saved at chunk
+            boundaries of the sampling phase (after the annealing, then every
+            ``checkpoint_every`` seconds); the same call after a crash or ``kill -9`` resumes
+            from it and ends with exactly the states of an uninterrupted run with the same
+            ``checkpoint``. A folder of another configuration is refused; the folder is removed
+            at the end if this call created it. Not under ``jax.distributed`` yet.
+        checkpoint_every: seconds between saves (0: at every chunk boundary).
+        trace: with ``thin``, a folder where the recorded draws are written chunk by chunk
+            (``trajectory.npy``, ``energy_trace.npy``) instead of being held in memory;
+            ``res.trajectory`` is then a memory map of the file. Needed with ``checkpoint``.
 
     Returns:
         A `SampleResult` (positions, energies, acceptance, diverged, trajectory, ...).
@@ -103,8 +118,23 @@ def sample(
         progress=progress,
         devices=devices,
     )
+    if trace is not None and opts.thin is None:
+        raise ValueError(f"trace={trace!r} records draws: it needs thin=k")
+    try:
+        every = float(checkpoint_every)
+    except (TypeError, ValueError):
+        every = float("nan")
+    if not (every >= 0.0 and every < float("inf")):
+        raise ValueError(
+            f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}"
+        )
     prep = prepare(target, key, opts)
-    out = run_with_progress(lambda: _runner.compiled(prep.p, prep.cfg), prep)
+    if checkpoint is None and trace is None:
+        out = run_with_progress(lambda: _runner.compiled(prep.p, prep.cfg), prep)
+    else:
+        out = run_with_progress(
+            lambda: _resumable.run(prep, checkpoint=checkpoint, every=every, trace=trace), prep
+        )
     return result(out, prep)
 
 
@@ -143,6 +173,7 @@ def result(out: dict, prep: Prepared) -> SampleResult:
         n_warmup=prep.n_warmup,
         method=prep.cfg.method,
         schedule=prep.schedule,
+        names=prep.info.names,
     )
 
 

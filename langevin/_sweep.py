@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _prepare, _runner, _sample
+from . import _distributed, _prepare, _runner, _sample
 from ._options import Options
+from ._table import TableWriter
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -98,6 +99,8 @@ def sweep(
     fixed=None,
     n_warmup=None,
     progress=None,
+    output=None,
+    chunk=None,
 ) -> SweepResult:
     """Run a batch of settings in one compiled program and keep the best designs of each.
 
@@ -119,6 +122,13 @@ def sweep(
             (e.g. ``energy.Shield``).
         n_steps, init, method, step_size, temperature, weight, schedule, bounds, fixed,
         n_warmup, progress: as in `langevin.sample`.
+        output: a ``.csv`` (or, with pyarrow, ``.parquet``) file: one row per design (setting,
+            rank, state, energies, objective, validity), appended as each chunk of settings
+            finishes (to ``OUTPUT.partial``, renamed when the sweep ends); never overwritten.
+        chunk: settings per compiled call (None: all of them, or 64 with ``output``): device
+            memory is bounded by the chunk, not by the sweep. Rounded up to a multiple of the
+            device count; the settings are sharded over all devices (of all hosts under
+            ``jax.distributed``) on a ``"settings"`` mesh axis.
 
     Returns:
         A `SweepResult`.
@@ -152,7 +162,7 @@ def sweep(
         n_warmup=n_warmup,
         progress=progress,
     )
-    preps = []
+    settings_of = []
     for b in range(n_set):
         row = {}
         if "temperature" in table:
@@ -161,23 +171,85 @@ def sweep(
             row["fixed"] = table["fixed"][b]
         if "weight" in table:
             row["weight"] = float(table["weight"][b])
-        setting = dataclasses.replace(opts, **row)
-        preps.append(_prepare.prepare(target, keys[b], setting, sharded=False))
-    cfg = preps[0].cfg
-    for b, prep in enumerate(preps[1:], start=1):
-        if prep.cfg != cfg:
-            raise ValueError(
-                f"setting {b} needs a different program than setting 0 (e.g. a temperature of 0 "
-                "next to positive ones under a noise schedule is fine, but different phases are "
-                "not): split the sweep"
-            )
+        settings_of.append(dataclasses.replace(opts, **row))
+    prep0 = _prepare.prepare(target, keys[0], settings_of[0], sharded=False)
+    cfg = prep0.cfg
+    n_dev = jax.device_count()
+    size = n_set if chunk is None and output is None else min(int(chunk or 64), n_set)
+    if size < 1:
+        raise ValueError(f"chunk must be >= 1 settings, got {chunk}")
+    size = -(-size // n_dev) * n_dev  # a multiple of the device count (padding: last setting)
+    mesh = _distributed.global_mesh("settings") if n_dev > 1 else None
+    names = list(prep0.info.names) if prep0.info.names else [f"x{i}" for i in range(cfg.d)]
+    writer = None if output is None else TableWriter(output, names)
+    parts = []
+    complete = False
+    try:
+        for first in range(0, n_set, size):
+            rows = [min(b, n_set - 1) for b in range(first, first + size)]
+            preps = [
+                prep0
+                if b == 0
+                else _prepare.prepare(target, keys[b], settings_of[b], sharded=False)
+                for b in rows
+            ]
+            for b, prep in zip(rows, preps, strict=True):
+                if prep.cfg != cfg:
+                    raise ValueError(
+                        f"setting {b} needs a different program than setting 0 (e.g. a "
+                        "temperature of 0 next to positive ones under a noise schedule is fine, "
+                        "but different phases are not): split the sweep"
+                    )
+            part = _run_chunk(preps, cfg, mesh, shield, n_best)
+            n_here = min(size, n_set - first)
+            part = jax.tree_util.tree_map(lambda a, n=n_here: a[:n], part)  # padding dropped
+            if writer is not None:
+                writer.write(first, part["settings"], part)
+            parts.append(part)
+        complete = True
+    finally:
+        if writer is not None:
+            writer.close(complete=complete)
+    cat = lambda k: None if parts[0][k] is None else np.concatenate([p[k] for p in parts])  # noqa: E731
+    return SweepResult(
+        positions=cat("positions"),
+        energies=cat("energies"),
+        total_energies=cat("total_energies"),
+        objective=cat("objective"),
+        valid=cat("valid"),
+        n_allowed=cat("n_allowed"),
+        settings={
+            k: np.concatenate([p["settings"][k] for p in parts]) for k in parts[0]["settings"]
+        },
+        keys=keys,
+    )
+
+
+def _run_chunk(preps, cfg, mesh, shield, n_best) -> dict:
+    """One compiled call over a chunk of settings (sharded over ``mesh``), ranked on the host."""
+    n_set = len(preps)
     p = {k: v for k, v in preps[0].p.items() if k in _SHARED}
     for name in preps[0].p:
         if name not in _SHARED:
             p[name] = jnp.stack([prep.p[name] for prep in preps])
+    if mesh is not None:
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        def place(name, a):
+            spec = PartitionSpec() if name in _SHARED else PartitionSpec("settings")
+            return _distributed.to_global(np.asarray(a), NamedSharding(mesh, spec))
+
+        def place_leaf(name, a):
+            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):  # keys travel as their bits
+                impl = jax.random.key_impl(a)
+                return jax.random.wrap_key_data(place(name, jax.random.key_data(a)), impl=impl)
+            return place(name, a)
+
+        p = {k: jax.tree_util.tree_map(lambda a, k=k: place_leaf(k, a), v) for k, v in p.items()}
     prog = _vmapped(tuple(sorted(p)))
     prep0 = dataclasses.replace(preps[0], p=p)
     out = _sample.run_with_progress(lambda: prog(prep0.p, cfg), prep0)
+    out = {k: _distributed.gather(v) for k, v in out.items()}
 
     n = cfg.n_real
     pos = np.asarray(out["positions"])[:, :n]
@@ -196,14 +268,14 @@ def sweep(
     rank_key = np.where(valid, e_tot, np.inf)
     order = np.argsort(rank_key, axis=1, kind="stable")[:, :n_best]
     take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
-    return SweepResult(
-        positions=np.take_along_axis(pos, order[:, :, None], axis=1),
-        energies=take(e_map),
-        total_energies=take(e_tot),
-        objective=None if obj is None else take(obj),
-        valid=take(valid),
-        n_allowed=allowed.sum(axis=1),
-        settings={
+    return {
+        "positions": np.take_along_axis(pos, order[:, :, None], axis=1),
+        "energies": take(e_map),
+        "total_energies": take(e_tot),
+        "objective": None if obj is None else take(obj),
+        "valid": take(valid),
+        "n_allowed": allowed.sum(axis=1),
+        "settings": {
             "weight": np.asarray([float(pp.p["weight"]) for pp in preps]),
             "temperature": np.asarray([float(pp.p["temperature"]) for pp in preps]),
             "fixed": np.stack(
@@ -213,5 +285,4 @@ def sweep(
                 ]
             ),
         },
-        keys=keys,
-    )
+    }
