@@ -1,0 +1,200 @@
+"""Runner for plain functions: warm-up adapted over the ensemble, then untempered sampling.
+
+Built from the public kernels (`langevin.mala_step`, `langevin.ula_step`, `langevin.init`)
+applied to the whitened energy ``E(L y)`` (see `langevin._ensemble`), vmapped over chains, in
+one ``lax.scan`` per phase inside one ``jax.jit``:
+
+1. warm-up (``n_warmup`` MALA steps whatever the method): the step size follows the ensemble's
+   acceptance, the preconditioner is re-estimated at the end of each slow window (the chains
+   move to the new whitened coordinates, one gradient each), stuck chains are restarted at
+   healthy ones' positions;
+2. sampling (``n_steps``): MALA at the adapted step, or ULA at `_ensemble.ula_step_size`, with
+   the final preconditioner; positions recorded every ``thin`` steps if asked.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _ensemble, _kernels
+
+__all__ = ["EnsembleConfig", "run"]
+
+Array = jax.Array
+
+
+class EnsembleConfig(NamedTuple):
+    """Static description of a run (hashable)."""
+
+    method: str
+    n_warmup: int
+    n_steps: int
+    thin: int
+    dense: bool
+    restart_stuck: bool
+
+
+def _vmapped(step_fn):
+    """A kernel step over chains: keys and states batched, target and parameters shared."""
+    return jax.vmap(step_fn, in_axes=(0, 0, None, None, None))
+
+
+def _mala(keys, state, fn, h, t):
+    return _kernels.mala_step(keys, state, fn, h, t)
+
+
+def _ula(keys, state, fn, h, t):
+    return _kernels.ula_step(keys, state, fn, h, t)
+
+
+def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleConfig) -> dict:
+    """The whole run (traceable; `run` jits it with ``energy_fn`` and ``cfg`` static)."""
+    n, d = x0.shape
+    dtype = x0.dtype
+    mala_b, ula_b = _vmapped(_mala), _vmapped(_ula)
+    init_b = jax.vmap(_kernels.init, in_axes=(0, None))
+    k_warm, k_samp = jax.random.split(key)
+
+    # ---- warm-up
+    adapt = _ensemble.init(n, d, cfg.dense, dtype=dtype)
+    state = init_b(x0, _ensemble.whitened_energy(energy_fn, adapt.factor))
+    if cfg.n_warmup:
+        w = _ensemble.windows(cfg.n_warmup)
+        xs = (jnp.arange(cfg.n_warmup),) + tuple(jnp.asarray(f) for f in w)
+
+        def warm(carry, xs_t):
+            state, adapt = carry
+            t, collect, end, average, start = xs_t
+            k_t = jax.random.fold_in(k_warm, t)
+            fn = _ensemble.whitened_energy(energy_fn, adapt.factor)
+            h = jnp.exp(adapt.log_step)
+            state, info = mala_b(jax.random.split(k_t, n), state, fn, h, temperature)
+            x = _ensemble.from_whitened(adapt.factor, state.position)
+            new = _ensemble.update(
+                adapt, state.position, info.acceptance_rate, collect, end, average, start
+            )
+
+            def rewhiten(_):
+                x_new = x
+                n_restart = jnp.zeros((), jnp.int32)
+                if cfg.restart_stuck:
+                    stuck = _ensemble.stuck_mask(new)
+                    healthy = ~stuck
+                    logits = jnp.where(healthy, 0.0, -jnp.inf)
+                    k_r = jax.random.fold_in(k_t, 1)
+                    src = jax.random.categorical(k_r, logits, shape=(n,))
+                    use = stuck & jnp.any(healthy)
+                    x_new = jnp.where(use[:, None], x[src], x)
+                    n_restart = jnp.sum(use).astype(jnp.int32)
+                y = _ensemble.to_whitened(new.factor, x_new)
+                s = init_b(y, _ensemble.whitened_energy(energy_fn, new.factor))
+                return s, n_restart
+
+            def same(_):
+                return state, jnp.zeros((), jnp.int32)
+
+            state, n_restart = jax.lax.cond(end, rewhiten, same, None)
+            new = new._replace(n_restarted=new.n_restarted + n_restart)
+            return (state, new), None
+
+        (state, adapt), _ = jax.lax.scan(warm, (state, adapt), xs)
+    h_mala = _ensemble.final_step_size(adapt)
+    h = h_mala if cfg.method == "mala" else _ensemble.ula_step_size(h_mala, d)
+
+    # ---- sampling
+    factor = adapt.factor
+    fn = _ensemble.whitened_energy(energy_fn, factor)
+    kernel = mala_b if cfg.method == "mala" else ula_b
+    n_rec = cfg.n_steps // cfg.thin if cfg.thin else 0
+
+    def samp(carry, t):
+        state, acc = carry
+        keys = jax.random.split(jax.random.fold_in(k_samp, t), n)
+        state, info = kernel(keys, state, fn, h, temperature)
+        return (state, acc + info.acceptance_rate), None
+
+    acc0 = jnp.zeros(n, dtype)
+    if n_rec:
+        steps = jnp.arange(n_rec * cfg.thin).reshape(n_rec, cfg.thin)
+
+        def record(carry, ts):
+            carry, _ = jax.lax.scan(samp, carry, ts)
+            return carry, (carry[0].position, carry[0].energy)
+
+        (state, acc), (traj_y, e_trace) = jax.lax.scan(record, (state, acc0), steps)
+        rest = jnp.arange(n_rec * cfg.thin, cfg.n_steps)
+        (state, acc), _ = jax.lax.scan(samp, (state, acc), rest)
+        trajectory = _ensemble.from_whitened(factor, traj_y)
+    else:
+        (state, acc), _ = jax.lax.scan(samp, (state, acc0), jnp.arange(cfg.n_steps))
+        trajectory = e_trace = None
+    acceptance = acc / cfg.n_steps
+    if cfg.method == "mala":
+        stuck = acceptance < _ensemble.STUCK_RATIO * jnp.mean(acceptance)
+        n_stuck = jnp.sum(stuck).astype(jnp.int32)
+    else:
+        n_stuck = adapt.n_stuck
+    return {
+        "positions": _ensemble.from_whitened(factor, state.position),
+        "energies": state.energy,
+        "acceptance": acceptance if cfg.method == "mala" else None,
+        "step_size": h,
+        "factor": factor,
+        "n_stuck": n_stuck,
+        "n_restarted": adapt.n_restarted,
+        "trajectory": trajectory,
+        "energy_trace": e_trace,
+    }
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _run(energy_fn, key, x0, temperature, cfg):
+    return program(energy_fn, key, x0, temperature, cfg)
+
+
+def run(
+    energy_fn,
+    key: Array,
+    x0,
+    *,
+    method: str = "mala",
+    n_warmup: int = 500,
+    n_steps: int = 1000,
+    thin: int = 0,
+    temperature: float = 1.0,
+    dense: bool | None = None,
+    restart_stuck: bool = True,
+) -> dict:
+    """Warm-up over the ensemble then sampling, from starting states ``x0 (n_chains, d)``.
+
+    Returns a dict of arrays: ``positions (n, d)``, ``energies (n,)``, ``acceptance (n,)`` (MALA,
+    sampling phase), ``step_size``, ``factor`` (``L``), ``n_stuck``, ``n_restarted``,
+    ``trajectory`` / ``energy_trace`` (every ``thin`` steps, or None).
+
+    Example:
+        >>> out = run(lambda x: 0.5 * x @ x, jax.random.key(0), jnp.zeros((64, 2)),
+        ...           n_warmup=100, n_steps=100)
+        >>> out["positions"].shape
+        (64, 2)
+    """
+    x0 = jnp.asarray(x0, jnp.result_type(float))
+    if x0.ndim != 2:
+        raise ValueError(f"x0 must have shape (n_chains, d), got {x0.shape}")
+    d = x0.shape[1]
+    if dense is None:
+        dense = d <= _ensemble.DENSE_MAX_D
+    if method not in ("mala", "ula"):
+        raise ValueError(f"method must be 'ula' or 'mala', got {method!r}")
+    cfg = EnsembleConfig(method, int(n_warmup), int(n_steps), int(thin), bool(dense), restart_stuck)
+    return _run(energy_fn, key, x0, jnp.asarray(temperature, x0.dtype), cfg)
+
+
+def superchain_starts(key: Array, n_chains: int, d: int, n_super: int, scale=1.0) -> np.ndarray:
+    """``n_super`` starting points ``N(0, scale^2 I)``, each shared by consecutive chains."""
+    pts = jax.random.normal(key, (n_super, d)) * scale
+    return jnp.repeat(pts, -(-n_chains // n_super), axis=0)[:n_chains]
