@@ -41,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "langevin"))
 
-import langevin  # noqa: E402
 import posteriors as P  # noqa: E402
+
+import langevin  # noqa: E402
 
 TARGETS = [
     "banana",
@@ -59,21 +60,38 @@ def _ours(post, method, n_chains, thin, seed):
     """langevin at its defaults on a plain function; returns figures."""
     x0 = jax.random.normal(jax.random.key(seed), (n_chains, post.d))
     t0 = time.perf_counter()
-    res = langevin.sample(
-        post.energy,
-        jax.random.key(seed + 1),
-        n_chains=n_chains,
-        init=x0,
-        method=method,
-        thin=thin,
-        progress=False,
-    )
-    pos = np.asarray(res.positions)
+    if hasattr(langevin.SampleResult, "nested_rhat"):
+        res = langevin.sample(
+            post.energy,
+            jax.random.key(seed + 1),
+            n_chains=n_chains,
+            init=x0,
+            method=method,
+            thin=thin,
+            progress=False,
+        )
+        pos, traj = np.asarray(res.positions), res.trajectory
+        n_warmup, n_steps, n_stuck, h = res.n_warmup, res.n_steps, res.n_stuck, res.step_size
+    else:  # before the runner is wired into sample: the same algorithm, called directly
+        from langevin import _ensemble_run
+
+        n_warmup, n_steps = 1000, 1000
+        out = _ensemble_run.run(
+            post.energy,
+            jax.random.key(seed + 1),
+            x0,
+            method=method,
+            thin=thin,
+            n_warmup=n_warmup,
+            n_steps=n_steps,
+        )
+        pos, traj = np.asarray(out["positions"]), out["trajectory"]
+        n_stuck, h = out["n_stuck"], out["step_size"]
     wall = time.perf_counter() - t0
     e_mean, e_sd = P.errors(pos, post)
-    ess = float(np.min(langevin.ess(res.trajectory)))
-    grads_sampling = n_chains * res.n_steps
-    grads = n_chains * (res.n_warmup + res.n_steps)
+    ess = float(np.min(langevin.ess(traj)))
+    grads_sampling = n_chains * n_steps
+    grads = n_chains * (n_warmup + n_steps)
     return {
         "mean_err": e_mean,
         "sd_err": e_sd,
@@ -82,8 +100,8 @@ def _ours(post, method, n_chains, thin, seed):
         "grads_per_ess": grads / ess,
         "grads_per_ess_sampling": grads_sampling / ess,
         "wall_s": wall,
-        "n_stuck": int(getattr(res, "n_stuck", -1)),
-        "step_size": float(res.step_size),
+        "n_stuck": int(n_stuck) if n_stuck is not None else None,
+        "step_size": float(h),
     }
 
 

@@ -83,8 +83,8 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
                 x_new = x
                 n_restart = jnp.zeros((), jnp.int32)
                 if cfg.restart_stuck:
-                    stuck = _ensemble.stuck_mask(new)
-                    healthy = ~stuck
+                    stuck = _ensemble.straggler_mask(new, state.energy)
+                    healthy = ~_ensemble.stuck_mask(new)
                     logits = jnp.where(healthy, 0.0, -jnp.inf)
                     k_r = jax.random.fold_in(k_t, 1)
                     src = jax.random.categorical(k_r, logits, shape=(n,))
@@ -163,7 +163,7 @@ def run(
     x0,
     *,
     method: str = "mala",
-    n_warmup: int = 500,
+    n_warmup: int = 1000,
     n_steps: int = 1000,
     thin: int = 0,
     temperature: float = 1.0,
