@@ -15,11 +15,12 @@ one ``lax.scan`` per phase inside one ``jax.jit``:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _ensemble, _kernels
 
@@ -37,6 +38,8 @@ class EnsembleConfig(NamedTuple):
     thin: int
     dense: bool
     restart_stuck: bool
+    n_real: int = 0  # chains asked for (0: all); padded chains never enter the statistics
+    sharding: Any = None  # NamedSharding of (chains, d) over devices, or None
 
 
 def _vmapped(step_fn):
@@ -52,17 +55,53 @@ def _ula(keys, state, fn, h, t):
     return _kernels.ula_step(keys, state, fn, h, t)
 
 
+def _chain_keys(key: Array, n: int) -> Array:
+    """One key per chain from its index (the same for chain i whatever the padding)."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
 def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleConfig) -> dict:
-    """The whole run (traceable; `run` jits it with ``energy_fn`` and ``cfg`` static)."""
+    """The whole run (traceable; `run` jits it with ``energy_fn`` and ``cfg`` static).
+
+    Results do not depend on how the chains are sharded: every statistic over chains is taken
+    on a replicated copy of the real chains (padding excluded), and each chain draws from a key
+    made from its index.
+    """
     n, d = x0.shape
+    n_real = cfg.n_real or n
     dtype = x0.dtype
     mala_b, ula_b = _vmapped(_mala), _vmapped(_ula)
     init_b = jax.vmap(_kernels.init, in_axes=(0, None))
     k_warm, k_samp = jax.random.split(key)
 
+    def gather(a):
+        """The real chains' values, replicated on every device."""
+        if cfg.sharding is not None:
+            spec = PartitionSpec(*([None] * a.ndim))
+            a = jax.lax.with_sharding_constraint(a, NamedSharding(cfg.sharding.mesh, spec))
+        return a[:n_real]
+
+    def constrain(a):
+        if cfg.sharding is None:
+            return a
+        return jax.lax.with_sharding_constraint(a, cfg.sharding)
+
+    def settle(new, old):
+        """Keep the old state of a chain whose new position, energy or gradient is not finite."""
+        ok = (
+            jnp.all(jnp.isfinite(new.position), axis=-1)
+            & jnp.isfinite(new.energy)
+            & jnp.all(jnp.isfinite(new.energy_grad), axis=-1)
+        )
+        kept = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old
+        )
+        return kept, ~ok
+
     # ---- warm-up
-    adapt = _ensemble.init(n, d, cfg.dense, dtype=dtype)
-    state = init_b(x0, _ensemble.whitened_energy(energy_fn, adapt.factor))
+    adapt = _ensemble.init(n_real, d, cfg.dense, dtype=dtype)
+    state = init_b(constrain(x0), _ensemble.whitened_energy(energy_fn, adapt.factor))
+    bad = jnp.zeros(n, bool)
     if cfg.n_warmup:
         w = _ensemble.windows(cfg.n_warmup)
         xs = (jnp.arange(cfg.n_warmup),) + tuple(jnp.asarray(f) for f in w)
@@ -73,25 +112,31 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
             k_t = jax.random.fold_in(k_warm, t)
             fn = _ensemble.whitened_energy(energy_fn, adapt.factor)
             h = jnp.exp(adapt.log_step)
-            state, info = mala_b(jax.random.split(k_t, n), state, fn, h, temperature)
-            x = _ensemble.from_whitened(adapt.factor, state.position)
+            state, info = mala_b(_chain_keys(k_t, n), state, fn, h, temperature)
             new = _ensemble.update(
-                adapt, state.position, info.acceptance_rate, collect, end, average, start
+                adapt,
+                gather(state.position),
+                gather(info.acceptance_rate),
+                collect,
+                end,
+                average,
+                start,
             )
 
             def rewhiten(_):
-                x_new = x
+                x = _ensemble.from_whitened(adapt.factor, state.position)
                 n_restart = jnp.zeros((), jnp.int32)
                 if cfg.restart_stuck:
-                    stuck = _ensemble.straggler_mask(new, state.energy)
+                    xr = gather(x)
+                    stuck = _ensemble.straggler_mask(new, gather(state.energy))
                     healthy = ~_ensemble.stuck_mask(new)
                     logits = jnp.where(healthy, 0.0, -jnp.inf)
-                    k_r = jax.random.fold_in(k_t, 1)
-                    src = jax.random.categorical(k_r, logits, shape=(n,))
-                    use = stuck & jnp.any(healthy)
-                    x_new = jnp.where(use[:, None], x[src], x)
+                    keys = _chain_keys(jax.random.fold_in(k_t, 1), n)
+                    src = jax.vmap(lambda k: jax.random.categorical(k, logits))(keys)
+                    use = jnp.zeros(n, bool).at[:n_real].set(stuck & jnp.any(healthy))
+                    x = constrain(jnp.where(use[:, None], xr[src], x))
                     n_restart = jnp.sum(use).astype(jnp.int32)
-                y = _ensemble.to_whitened(new.factor, x_new)
+                y = _ensemble.to_whitened(new.factor, x)
                 s = init_b(y, _ensemble.whitened_energy(energy_fn, new.factor))
                 return s, n_restart
 
@@ -113,10 +158,11 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
     n_rec = cfg.n_steps // cfg.thin if cfg.thin else 0
 
     def samp(carry, t):
-        state, acc = carry
-        keys = jax.random.split(jax.random.fold_in(k_samp, t), n)
-        state, info = kernel(keys, state, fn, h, temperature)
-        return (state, acc + info.acceptance_rate), None
+        state, acc, bad = carry
+        keys = _chain_keys(jax.random.fold_in(k_samp, t), n)
+        new, info = kernel(keys, state, fn, h, temperature)
+        new, diverged = settle(new, state)
+        return (new, acc + info.acceptance_rate, bad | diverged), None
 
     acc0 = jnp.zeros(n, dtype)
     if n_rec:
@@ -126,23 +172,24 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
             carry, _ = jax.lax.scan(samp, carry, ts)
             return carry, (carry[0].position, carry[0].energy)
 
-        (state, acc), (traj_y, e_trace) = jax.lax.scan(record, (state, acc0), steps)
+        (state, acc, bad), (traj_y, e_trace) = jax.lax.scan(record, (state, acc0, bad), steps)
         rest = jnp.arange(n_rec * cfg.thin, cfg.n_steps)
-        (state, acc), _ = jax.lax.scan(samp, (state, acc), rest)
+        (state, acc, bad), _ = jax.lax.scan(samp, (state, acc, bad), rest)
         trajectory = _ensemble.from_whitened(factor, traj_y)
     else:
-        (state, acc), _ = jax.lax.scan(samp, (state, acc0), jnp.arange(cfg.n_steps))
+        (state, acc, bad), _ = jax.lax.scan(samp, (state, acc0, bad), jnp.arange(cfg.n_steps))
         trajectory = e_trace = None
     acceptance = acc / cfg.n_steps
     if cfg.method == "mala":
-        stuck = acceptance < _ensemble.STUCK_RATIO * jnp.mean(acceptance)
-        n_stuck = jnp.sum(stuck).astype(jnp.int32)
+        real = gather(acceptance)
+        n_stuck = jnp.sum(real < _ensemble.STUCK_RATIO * jnp.mean(real)).astype(jnp.int32)
     else:
         n_stuck = adapt.n_stuck
     return {
         "positions": _ensemble.from_whitened(factor, state.position),
         "energies": state.energy,
         "acceptance": acceptance if cfg.method == "mala" else None,
+        "diverged": bad,
         "step_size": h,
         "factor": factor,
         "n_stuck": n_stuck,
@@ -173,8 +220,8 @@ def run(
     """Warm-up over the ensemble then sampling, from starting states ``x0 (n_chains, d)``.
 
     Returns a dict of arrays: ``positions (n, d)``, ``energies (n,)``, ``acceptance (n,)`` (MALA,
-    sampling phase), ``step_size``, ``factor`` (``L``), ``n_stuck``, ``n_restarted``,
-    ``trajectory`` / ``energy_trace`` (every ``thin`` steps, or None).
+    sampling phase), ``diverged (n,)``, ``step_size``, ``factor`` (``L``), ``n_stuck``,
+    ``n_restarted``, ``trajectory`` / ``energy_trace`` (every ``thin`` steps, or None).
 
     Example:
         >>> out = run(lambda x: 0.5 * x @ x, jax.random.key(0), jnp.zeros((64, 2)),

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _diagnostics, _kernels, _target
+from . import _diagnostics, _diagnostics_nested, _kernels, _plain, _target
 from ._schedules import NoiseAnnealing, TemperatureSchedule, geometric, linear
 
 __all__ = ["SampleResult", "sample"]
@@ -181,6 +181,13 @@ class SampleResult:
         energy_trace: ``(n_steps // thin, n_chains)`` total energies, or None.
         n_steps, n_anneal, n_warmup: steps of the sampling, annealing and adaptation phases.
         method: ``"ula"`` or ``"mala"``; schedule: what annealing ran (a description).
+        n_stuck: chains stuck at low acceptance (MALA: mean acceptance over the sampling phase
+            below 0.1x the ensemble's; ULA: over the last warm-up window), or None where not
+            measured (annealed runs). Not dropped: see docs/langevin.md for what to do.
+        n_restarted: chains that warm-up restarted at a healthy chain's position (stragglers).
+        n_superchains: superchains of the default start (chain i in superchain i // M), or None.
+        preconditioner: the adapted factor ``L`` (``M = L L^T``; ``(d, d)`` or ``(d,)``), or None.
+        wall_time: seconds the run took (compilation included), or None.
     """
 
     positions: Array
@@ -197,6 +204,46 @@ class SampleResult:
     n_warmup: int
     method: str
     schedule: str
+    n_stuck: int | None = None
+    n_restarted: int = 0
+    n_superchains: int | None = None
+    preconditioner: Array | None = None
+    wall_time: float | None = None
+
+    def nested_rhat(self) -> np.ndarray:
+        """Nested R-hat of the final states per coordinate (Margossian et al. 2022), ``(d,)``.
+
+        Needs the default start (superchains); a converged ensemble stays below
+        `nested_rhat_threshold` (probability 0.99; about ``1 + 1 / (2 M)``), one whose chains
+        still remember their start exceeds it.
+        """
+        if self.n_superchains is None:
+            raise ValueError(
+                "nested_rhat needs chains started in superchains: the default start of a plain "
+                "function with at least 16 chains (init=None, schedule='auto')"
+            )
+        k = self.n_superchains
+        m = self.positions.shape[0] // k
+        x = np.asarray(self.positions)[: k * m]
+        return _diagnostics_nested.nested_rhat(x[None], k)
+
+    @property
+    def nested_rhat_threshold(self) -> float:
+        """The value `nested_rhat` stays below for a converged ensemble (alpha 0.01, all axes)."""
+        if self.n_superchains is None:
+            raise ValueError("nested_rhat_threshold needs chains started in superchains")
+        k = self.n_superchains
+        return _diagnostics_nested.nested_rhat_threshold(
+            k, self.positions.shape[0] // k, self.positions.shape[1]
+        )
+
+    @property
+    def ess_per_second(self) -> float:
+        """Smallest ESS over coordinates of the recorded trajectory per second of `wall_time`."""
+        self._need_trace("ess_per_second")
+        if self.wall_time is None:
+            raise ValueError("ess_per_second needs wall_time")
+        return _diagnostics_nested.ess_per_second(self.ess, self.wall_time)
 
     @property
     def n_diverged(self) -> int:
@@ -288,7 +335,7 @@ def _reflect(x: Array, lo: Array, hi: Array) -> Array:
 def _program(p: dict, cfg: Config) -> dict:
     """The whole run for one setting (vmapped over settings by `langevin.sweep`)."""
     target = _target.join(p["target"], cfg.target)
-    objective = cfg.objective
+    objective = None if cfg.objective is None else _target.from_key(cfg.objective)
     weight = p["weight"]
     dtype = p["m"].dtype
     n, d = cfg.n, cfg.d
@@ -702,6 +749,7 @@ class Prepared:
     info: _target.TargetInfo
     schedule: str
     n_warmup: int
+    n_superchains: int | None = None
 
 
 def _float_dtype():
@@ -817,14 +865,19 @@ def prepare(
 
     # ---- init and dimension
     x0 = None
+    n_super = None
     d_hint = None
     if init is not None:
         x0 = np.asarray(init, dtype=np.float64)
         if x0.ndim == 1:
             x0 = np.broadcast_to(x0, (n_chains, x0.shape[0]))
+        elif x0.ndim == 2 and 2 <= x0.shape[0] < n_chains and n_chains % x0.shape[0] == 0:
+            n_super = x0.shape[0]  # superchains: chain i starts at init[i // M]
+            x0 = np.repeat(x0, n_chains // n_super, axis=0)
         if x0.ndim != 2 or x0.shape[0] != n_chains or x0.shape[1] < 1:
             raise ValueError(
-                f"init must have shape (n_chains, d) = ({n_chains}, d) or (d,), got {np.shape(init)}"
+                f"init must have shape (n_chains, d) = ({n_chains}, d), (d,) or (K, d) with K "
+                f"dividing n_chains (superchains), got {np.shape(init)}"
             )
         bad_rows = np.flatnonzero(~np.all(np.isfinite(x0), axis=1))
         if bad_rows.size:
@@ -1013,10 +1066,10 @@ def prepare(
         reflect=reflect,
         progress_every=PROGRESS_EVERY if progress else 0,
         target=target_static,
-        objective=objective,
+        objective=None if objective is None else _target.callable_key(objective),
         sharding=sharding,
     )
-    return Prepared(p, cfg, info, description, n_pre + n_post)
+    return Prepared(p, cfg, info, description, n_pre + n_post, n_super)
 
 
 def total_steps(cfg: Config) -> int:
@@ -1077,15 +1130,22 @@ def sample(
         key: a JAX key (``jax.random.key(seed)``); the same key gives the same result.
         n_chains: number of chains.
         n_steps: steps of the sampling phase after annealing (None: 1000).
-        init: ``(n_chains, d)`` or ``(d,)`` starting states; None: uniform in the target's box
-            (or ``bounds``), else ``N(0, scale^2)``.
+        init: ``(n_chains, d)`` or ``(d,)`` starting states, or ``(K, d)`` with K dividing
+            n_chains: K superchains (chain i starts at ``init[i // (n_chains / K)]``; what
+            ``res.nested_rhat()`` needs; give K over-dispersed points); None: uniform in the
+            target's box (or ``bounds``), else ``N(0, scale^2)`` (superchains for a plain
+            function with ``ndim``).
         method: ``"ula"`` (unadjusted, gradient only) or ``"mala"`` (Metropolis-adjusted).
         step_size: ``h`` in relative units (physical when the target has no scale/box);
             None: ``0.25 (spacing/scale)^2`` on a grid, else adapted by MALA warm-up.
         temperature: ``T >= 0`` (0: gradient descent, i.e. optimisation).
-        schedule: ``"auto"`` anneals (the noise pyramid when the target has one, else a
-            geometric temperature schedule from 10 T to T); None: fixed-temperature chains;
-            or `NoiseAnnealing` / a temperature schedule (`geometric`, `linear`, `cosine`).
+        schedule: ``"auto"``: the noise pyramid when the target has one (maps); on a plain
+            function (no pyramid, grid or box; T > 0; no ``step_size``) no tempering but a
+            warm-up adapted over the ensemble (step size and a dense or diagonal
+            preconditioner, `docs/langevin.md`), then untempered sampling; other targets
+            (T = 0, a box) a geometric temperature schedule from 10 T to T. None:
+            fixed-temperature chains; or `NoiseAnnealing` / a temperature schedule
+            (`geometric`, `linear`, `cosine`).
         bounds: ``"auto"`` (the target's ``lo``/``hi``: chains reflect at the faces), None
             (no box), or ``[(lo, hi), ...]``.
         fixed: variables held fixed: ``{axis or name: value}`` or a ``(d,)`` vector with NaN
@@ -1093,7 +1153,8 @@ def sample(
         objective: a function ``(d,) -> scalar`` added to the energy with ``weight``.
         weight: ``lambda`` in ``E + lambda * objective``.
         thin: record the state and total energy every ``thin`` sampling steps (diagnostics).
-        n_warmup: adaptation steps (default 200) where a step size is adapted.
+        n_warmup: adaptation steps where a step size is adapted (default 200; 1000 on the
+            ensemble path of a plain function).
         progress: a progress bar (None: on a terminal, never under ``CI``).
         devices: devices to shard the chains over (None: all of ``jax.devices()``); results do
             not depend on the number of devices.
@@ -1112,6 +1173,7 @@ def sample(
         Song & Ermon (2019), Generative Modeling by Estimating Gradients of the Data
         Distribution, Algorithm 1 (annealed Langevin dynamics).
     """
+    plain = _plain.applies(target, schedule, step_size, temperature, bounds)
     prep = prepare(
         target,
         key,
@@ -1121,7 +1183,7 @@ def sample(
         method,
         step_size,
         temperature,
-        schedule,
+        None if plain else schedule,
         bounds=bounds,
         fixed=fixed,
         objective=objective,
@@ -1131,8 +1193,44 @@ def sample(
         progress=progress,
         devices=devices,
     )
+    if plain:
+        return _plain_result(_plain.run(prep, n_warmup), prep)
     out = run_with_progress(lambda: _compiled(prep.p, prep.cfg), prep)
     return _result(out, prep, slice(0, prep.cfg.n_real))
+
+
+def _plain_result(r: _plain.PlainRun, prep: Prepared) -> SampleResult:
+    """Wrap the ensemble path's output (padded chains trimmed)."""
+    n = prep.cfg.n_real
+    out = r.out
+
+    def cut(a, axis=0):
+        if a is None:
+            return None
+        return a[:n] if axis == 0 else a[:, :n]
+
+    energy_trace = out["energy_trace"]
+    return SampleResult(
+        positions=cut(out["positions"]),
+        energies=cut(out["energies"]),
+        total_energies=cut(out["total"]),
+        objective=cut(out["objective"]),
+        acceptance=cut(out["acceptance"]),
+        diverged=cut(out["diverged"]),
+        step_size=out["step_size"],
+        trajectory=cut(out["trajectory"], 1),
+        energy_trace=cut(energy_trace, 1),
+        n_steps=prep.cfg.n_steps,
+        n_anneal=0,
+        n_warmup=r.n_warmup,
+        method=prep.cfg.method,
+        schedule=r.schedule,
+        n_stuck=int(out["n_stuck"]),
+        n_restarted=int(out["n_restarted"]),
+        n_superchains=r.n_superchains,
+        preconditioner=out["factor"],
+        wall_time=r.wall_time,
+    )
 
 
 def _result(out: dict, prep: Prepared, rows) -> SampleResult:
@@ -1159,4 +1257,5 @@ def _result(out: dict, prep: Prepared, rows) -> SampleResult:
         n_warmup=prep.n_warmup,
         method=prep.cfg.method,
         schedule=prep.schedule,
+        n_superchains=prep.n_superchains,
     )
