@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _kernels
+
 Array = jax.Array
 
 __all__ = [
@@ -206,8 +208,16 @@ def init(
 
 # ---------------------------------------------------------------------------- coordinates
 def from_whitened(factor: Array, y: Array) -> Array:
-    """``x = L y`` for positions ``(..., d)``."""
-    return y @ factor.T if factor.ndim == 2 else y * factor
+    """``x = L y`` for positions ``(..., d)`` (a sum of columns for small d, see `row_sum`)."""
+    if factor.ndim == 1:
+        return y * factor
+    d = factor.shape[0]
+    if d > _kernels.UNROLL_MAX_D:
+        return y @ factor.T
+    out = y[..., :1] * factor[:, 0]
+    for j in range(1, d):
+        out = out + y[..., j : j + 1] * factor[:, j]
+    return out
 
 
 def to_whitened(factor: Array, x: Array) -> Array:
