@@ -53,11 +53,6 @@ def _draws(key: Array, n: int, d: int, dtype):
     return jax.random.normal(kz, (n, d), dtype), jax.random.uniform(ku, (n,), dtype)
 
 
-def _chain_keys(key: Array, n: int) -> Array:
-    """One key per chain from its index (the same for chain i whatever the padding)."""
-    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
-
-
 def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleConfig) -> dict:
     """The whole run (traceable; `run` jits it with ``energy_fn`` and ``cfg`` static).
 
@@ -148,9 +143,13 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
                     xr = gather(x)
                     stuck = _ensemble.straggler_mask(new, gather(state.energy))
                     healthy = ~_ensemble.stuck_mask(new)
-                    logits = jnp.where(healthy, 0.0, -jnp.inf)
-                    keys = _chain_keys(jax.random.fold_in(k_t, 1), n)
-                    src = jax.vmap(lambda k: jax.random.categorical(k, logits))(keys)
+                    # a uniform pick among the healthy chains, O(n log n) (a categorical
+                    # draw per chain over n chains costs n^2)
+                    order = jnp.argsort(~healthy, stable=True)  # healthy chains first
+                    n_h = jnp.sum(healthy)
+                    u = jax.random.uniform(jax.random.fold_in(k_t, 1), (n,), dtype)
+                    pick = jnp.clip((u * n_h).astype(jnp.int32), 0, jnp.maximum(n_h - 1, 0))
+                    src = order[pick]
                     use = jnp.zeros(n, bool).at[:n_real].set(stuck & jnp.any(healthy))
                     x = constrain(jnp.where(use[:, None], xr[src], x))
                     n_restart = jnp.sum(use).astype(jnp.int32)
