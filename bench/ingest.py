@@ -1,323 +1,213 @@
-"""Benchmark of the ingest crawler against the raw-read ceiling of the same files, same run.
+"""Ingest: the crawler against the raw read of the same bytes, same run, one process.
 
-A lake is generated in a temporary folder, one sub-lake per format (HDF5 float32, HDF5 gzip,
-NetCDF 4, CSV), each ``--size-mb`` MB. For each format it times:
+A lake of HDF5 float32 files (two variables, chunks of 65536 values) is written to a temporary
+folder (the full size adds HDF5 gzip, NetCDF 4 and CSV lakes). Engines, interleaved, files warm in the page cache:
 
-- ceiling: a bare loop over the files, h5py read of each dataset in the crawler's block size
-  plus a boost-histogram fill on the same axes (no detection, CF decoding, units, masks,
-  manifest or processes) -- for CSV, one ``pandas.read_csv`` of the whole file (``np.loadtxt``
-  without pandas) plus the same fill;
-- 1 worker: ``ingest.count(..., workers=1)``, which reads in this process (no pool), after one
-  untimed crawl that loads everything a crawl loads once per process (compiled kernels);
-- N >= 2 workers, apart: the pool start-up (a fresh pool until each worker has read one small
-  file: fork server, imports, kernels), the steady-state crawl on that warm pool
-  (``ingest.count(..., executor=pool)``: per-file throughput, what scaling compares), and the
-  cold crawl a user of ``workers=N`` gets (start-up included).
-
-Bounds are given: one pass. Files are read warm (from the page cache) by all, after one untimed
-warm-up read. The machine is shared and noisy (its load average is recorded with each format):
-compare ratios within one run, not numbers across runs.
-
-Usage:
-    python bench/ingest.py                 # ~2 min on 2 shared cores (default 40 MB/format)
-    python bench/ingest.py --formats csv --size-mb 20
-    python bench/ingest.py --size-mb 1000  # a few GB in all
+- ``ingest.count (1 worker)``: the crawler (detection, units, masks, bounds, counting);
+- ``ceiling: read + crawler's fill``: a bare loop reading the same datasets in the crawler's
+  block size and filling with the crawler's own binning kernel (``ingest._work._Filler``):
+  nothing but the read and the count, so ``ingest.count / ceiling <= 1`` by construction;
+- peers of the fill: ``read + boost-histogram fill`` and ``read + np.histogramdd``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
-import time
 
-import boost_histogram as bh
-import h5py
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from . import _common as C
 
-import ingest  # noqa: E402
-from ingest import _readers, _work  # noqa: E402
-
+SUITE = "ingest"
 BOUNDS = [(-4.0, 4.0), (-4.0, 4.0)]
 BINS = (64, 64)
-ROWS_PER_FILE = 1_000_000  # 8 MB of float32 pairs per binary file
-
-
-def _data(rng, n):
-    a = rng.normal(size=n).astype(np.float32)
-    b = (0.6 * a + 0.8 * rng.normal(size=n)).astype(np.float32)
-    return a, b
+ROWS_PER_FILE = 1_000_000  # 8 MB of float32 pairs per HDF5 file
+SIZES = {
+    "smoke": {"formats": ["hdf5"], "mb": 4, "repeats": 2},
+    "quick": {"formats": ["hdf5"], "mb": 24, "repeats": 5},
+    "full": {"formats": ["hdf5", "hdf5-gzip", "netcdf4", "csv"], "mb": 120, "repeats": 5},
+}
 
 
 def make_lake(root: str, fmt: str, size_mb: float, seed: int = 0) -> tuple[int, int]:
-    """Write ``size_mb`` MB of files of format ``fmt``; returns (bytes, rows)."""
+    """Write about ``size_mb`` MB of files of format ``fmt``; returns (bytes, rows)."""
+    import h5py
+
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
-    total = rows = 0
-    i = 0
+    total = rows = i = 0
+    per_file = min(ROWS_PER_FILE, int(size_mb * 1e6 / 8) + 1)
     while total < size_mb * 1e6:
-        a, b = _data(rng, ROWS_PER_FILE)
+        a = rng.normal(size=per_file).astype(np.float32)
+        b = (0.6 * a + 0.8 * rng.normal(size=per_file)).astype(np.float32)
         path = os.path.join(root, f"f{i:04d}")
+        chunk = (min(65536, per_file),)
         if fmt in ("hdf5", "hdf5-gzip"):
             path += ".h5"
             comp = "gzip" if fmt == "hdf5-gzip" else None
             with h5py.File(path, "w") as f:
                 for name, v in (("a", a), ("b", b)):
-                    ds = f.create_dataset(name, data=v, chunks=(65536,), compression=comp)
+                    ds = f.create_dataset(name, data=v, chunks=chunk, compression=comp)
                     ds.attrs["units"] = "m"
         elif fmt == "netcdf4":
             import netCDF4
 
             path += ".nc"
             with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
-                ds.createDimension("t", ROWS_PER_FILE)
+                ds.createDimension("t", per_file)
                 for name, v in (("a", a), ("b", b)):
-                    var = ds.createVariable(name, "f4", ("t",), chunksizes=(65536,))
+                    var = ds.createVariable(name, "f4", ("t",), chunksizes=chunk)
                     var.units = "m"
                     var[:] = v
-        elif fmt == "csv":
+        else:
             path += ".csv"
-            n = ROWS_PER_FILE // 4  # ~ 9 MB of text per file
+            n = per_file // 4
+            a, b = a[:n], b[:n]
             np.savetxt(
                 path,
-                np.column_stack([a[:n], b[:n]]),
+                np.column_stack([a, b]),
                 fmt="%.6f",
                 delimiter=",",
                 header="a [m],b [m]",
                 comments="",
             )
-            a = a[:n]
         total += os.path.getsize(path)
         rows += len(a)
         i += 1
     return total, rows
 
 
-def _hist():
-    edges = ingest._crawl._edges(BOUNDS, BINS)
+def _blocks(path: str, fmt: str):
+    """The file's two columns in the crawler's block size (HDF5, NetCDF 4 read by h5py: the
+    same bytes) or whole (CSV)."""
+    if fmt == "csv":
+        from ingest import _readers
+
+        pd = _readers._pandas()
+        if pd:
+            v = pd.read_csv(path, dtype=np.float64, engine="c").to_numpy()
+        else:
+            v = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+        yield v[:, 0], v[:, 1]
+        return
+    import h5py
+
+    from ingest import _readers
+
+    with h5py.File(path, "r") as f:
+        da, db = f["a"], f["b"]
+        step = _readers.BLOCK_BYTES // 16
+        for s in range(0, da.shape[0], step):
+            yield da[s : s + step], db[s : s + step]
+
+
+def _edges():
+    import ingest
+
+    return ingest._crawl._edges(BOUNDS, BINS)
+
+
+def _hist(edges):
+    import boost_histogram as bh
+
     return bh.Histogram(
         *[bh.axis.Variable(e, underflow=False, overflow=False) for e in edges],
         storage=bh.storage.Int64(),
     )
 
 
-def ceiling(root: str, fmt: str) -> float:
-    """Seconds for the bare read + fill of every file, in this process."""
-    files = sorted(os.path.join(root, f) for f in os.listdir(root))
-    h = _hist()
-    t0 = time.perf_counter()
+def ceiling(files, fmt, edges):
+    """Read + the crawler's own fill; returns the counts."""
+    from ingest import _work
+
+    h = _hist(edges)
+    filler = _work._Filler(h, edges)
     for path in files:
-        if fmt == "csv":
-            if _readers._pandas():
-                v = _readers._pandas().read_csv(path, dtype=np.float64, engine="c").to_numpy()
-            else:
-                v = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-            h.fill(v[:, 0], v[:, 1])
-            continue
-        with h5py.File(path, "r") as f:
-            da, db = f["a"], f["b"]
-            step = _readers.BLOCK_BYTES // 16
-            for s in range(0, da.shape[0], step):
-                h.fill(da[s : s + step], db[s : s + step])
-    return time.perf_counter() - t0
+        for a, b in _blocks(path, fmt):
+            filler.fill([a, b], np.ones(len(a), bool), True)
+        filler.flush()
+    return h.view()
 
 
-def crawl(root: str, workers: int | None = None, executor=None, cpu: list | None = None) -> float:
-    """Seconds of one ``ingest.count`` of the lake (bounds given: one pass); the CPU seconds of
-    this process appended to ``cpu`` (all of the work when ``workers=1``)."""
-    c0 = time.process_time()
-    t0 = time.perf_counter()
-    c = ingest.count(
-        root,
-        ["a:m", "b:m"],
-        bins=BINS,
-        bounds=BOUNDS,
-        workers=workers,
-        executor=executor,
-        progress=False,
-    )
-    dt = time.perf_counter() - t0
-    if cpu is not None:
-        cpu.append(time.process_time() - c0)
-    assert c.report.rows_used > 0 and not c.report.files_skipped
-    return dt
+def boost_fill(files, fmt, edges):
+    h = _hist(edges)
+    for path in files:
+        for a, b in _blocks(path, fmt):
+            h.fill(a, b)
+    return h.view()
 
 
-def _warm_task(task) -> tuple[int, float]:
-    """Read one file in a pool worker (imports and kernels loaded), then hold the worker a
-    moment so that the other warm-up tasks go to other workers: ``(pid, time it was ready)``."""
-    res = _work.process_file(task)
-    assert res.skipped is None, res.skipped
-    ready = time.monotonic()  # CLOCK_MONOTONIC: one clock for all processes of the machine
-    time.sleep(0.2)
-    return os.getpid(), ready
+def numpy_fill(files, fmt, edges):
+    counts = np.zeros([len(e) - 1 for e in edges], np.int64)
+    for path in files:
+        for a, b in _blocks(path, fmt):
+            counts += np.histogramdd((a, b), bins=edges)[0].astype(np.int64)
+    return counts
 
 
-def start_pool(root: str, workers: int):
-    """A crawl's own process pool, started until every worker has read a file.
+def run(size: str, backend: str, repeats: int | None = None) -> dict:
+    import ingest
 
-    Returns ``(pool, seconds)``: from creating the pool to the last worker being ready.
-    """
-    path = min((os.path.join(root, f) for f in os.listdir(root)), key=os.path.getsize)
-    # Built here: the edges come from energy, which imports JAX (workers should not).
-    specs = tuple(ingest.resolve_vars(["a:m", "b:m"]))
-    task = _work.FileTask(path, specs, ingest._crawl._edges(BOUNDS, BINS))
-    t0 = time.monotonic()
-    pool = ingest._crawl._pool(workers)
-    ready: dict[int, float] = {}
-    for _ in range(10):
-        for pid, t in pool.map(_warm_task, [task] * workers):
-            ready[pid] = min(t, ready.get(pid, t))
-        if len(ready) >= workers:
-            break
-    return pool, max(ready.values()) - t0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size-mb", type=float, default=40.0, help="MB per format (default 40)")
-    p.add_argument("--formats", default="hdf5,hdf5-gzip,netcdf4,csv")
-    p.add_argument("--workers", default="1,2", help="worker counts to time (default 1,2)")
-    p.add_argument(
-        "--repeat",
-        type=int,
-        default=2,
-        help="ceilings, pools and cold crawls timed per case (steady crawls: 3x); the best is kept",
-    )
-    p.add_argument(
-        "--out", default=os.path.join(os.path.dirname(__file__), "results", "ingest.json")
-    )
-    args = p.parse_args(argv)
-    # Imported here, not at the top: pool workers re-import this module (forkserver), and
-    # should not pay for JAX. Loaded before the first timing, which would include it.
-    import energy  # noqa: F401
-
-    workers = sorted({int(w) for w in args.workers.split(",")})
-    tmp = tempfile.mkdtemp(prefix="ingest-bench-")
-    rows_out = []
+    cfg = SIZES[size]
+    rows, ratios = [], []
+    tmp = tempfile.mkdtemp(prefix="groundstate-bench-ingest-")
     try:
-        for fmt in args.formats.split(","):
+        for fmt in cfg["formats"]:
             root = os.path.join(tmp, fmt)
-            nbytes, nrows = make_lake(root, fmt, args.size_mb)
-            ceiling(root, fmt)  # warm-up: files into the page cache
-            t_ceil = min(ceiling(root, fmt) for _ in range(args.repeat))
-            rec = {
-                "format": fmt,
-                "bytes": nbytes,
-                "rows": nrows,
-                "files": len(os.listdir(root)),
-                "ceiling_s": t_ceil,
-                "ceiling_MBps": nbytes / t_ceil / 1e6,
-                "ceiling_Mrows_per_s": nrows / t_ceil / 1e6,
+            nbytes, nrows = make_lake(root, fmt, cfg["mb"])
+            files = sorted(os.path.join(root, f) for f in os.listdir(root))
+            edges = _edges()
+            case = {"format": fmt, "MB": round(nbytes / 1e6, 1), "files": len(files)}
+
+            def crawl(root=root):
+                c = ingest.count(
+                    root, ["a:m", "b:m"], bins=BINS, bounds=BOUNDS, workers=1, progress=False
+                )
+                if c.report.rows_used == 0 or c.report.files_skipped:
+                    raise RuntimeError(f"the bench lake {root} was not read: {c.report}")
+                return c
+
+            engines = {
+                "ingest.count (1 worker)": crawl,
+                "ingest.count (1 worker) (A/A)": crawl,
+                "ceiling: read + crawler's fill": lambda f=files, m=fmt, e=edges: ceiling(f, m, e),
             }
-            rec["load_avg_1min"] = os.getloadavg()[0]
-            for w in workers:
-                if w == 1:
-                    crawl(root, 1)  # untimed: loads what a process loads once (kernels)
-                    # Short crawls on a noisy machine: as many samples as the pooled ones.
-                    cpu: list[float] = []
-                    t = min(crawl(root, 1, cpu=cpu) for _ in range(3 * args.repeat))
-                    _rates(rec, "1w", t, nbytes, nrows, t_ceil)
-                    # Per core, whatever the load: bytes per CPU-second of the one process.
-                    rec["crawl_1w_cpu_s"] = min(cpu)
-                    rec["crawl_1w_MB_per_cpu_s"] = nbytes / min(cpu) / 1e6
-                    continue
-                starts, steady = [], []
-                for _ in range(args.repeat):
-                    pool, t_start = start_pool(root, w)
-                    try:
-                        starts.append(t_start)
-                        steady += [crawl(root, executor=pool) for _ in range(3)]
-                    finally:
-                        pool.shutdown(wait=True)
-                # The first start includes the fork server's own (imports once per crawl);
-                # later pools of the same process fork from the running server.
-                rec[f"pool_{w}w_startup_s"] = starts[0]
-                if len(starts) > 1:
-                    rec[f"pool_{w}w_restart_s"] = min(starts[1:])
-                _rates(rec, f"{w}w", min(steady), nbytes, nrows, t_ceil)
-                cold = min(crawl(root, w) for _ in range(args.repeat))
-                _rates(rec, f"{w}w_cold", cold, nbytes, nrows, t_ceil)
-                if 1 in workers:
-                    rec[f"scaling_{w}w_vs_1w"] = rec["crawl_1w_s"] / rec[f"crawl_{w}w_s"]
-            rows_out.append(rec)
-            shutil.rmtree(root)
-            print(_row(rec, workers), flush=True) if len(rows_out) > 1 else print(
-                _header(workers) + "\n" + _row(rec, workers), flush=True
-            )
+            if C.optional("boost_histogram"):
+                engines["read + boost-histogram fill"] = lambda f=files, m=fmt, e=edges: boost_fill(
+                    f, m, e
+                )
+            engines["read + np.histogramdd"] = lambda f=files, m=fmt, e=edges: numpy_fill(f, m, e)
+            # The same counts from every engine, or the comparison means nothing.
+            ref = np.asarray(ceiling(files, fmt, edges))
+            if not np.array_equal(ref, numpy_fill(files, fmt, edges)):
+                raise RuntimeError(
+                    "ingest bench: the ceiling's counts differ from np.histogramdd's"
+                )
+            if not np.array_equal(ref, np.asarray(crawl().counts)):
+                raise RuntimeError(
+                    f"ingest bench: the crawler's counts differ from the ceiling's ({fmt})"
+                )
+            timings = C.measure(engines, repeats or cfg["repeats"])
+            new = C.rows_of(SUITE, case, timings, nbytes, "bytes")
+            for row in new:
+                row["rows"] = nrows
+            rows += new
+            for a, b in (
+                ("ingest.count (1 worker)", "ingest.count (1 worker) (A/A)"),
+                ("ingest.count (1 worker)", "ceiling: read + crawler's fill"),
+                ("ceiling: read + crawler's fill", "read + boost-histogram fill"),
+                ("ceiling: read + crawler's fill", "read + np.histogramdd"),
+            ):
+                if r := C.ratio(SUITE, case, timings, a, b):
+                    ratios.append(r)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {
-        "benchmark": "ingest",
-        "size_mb_per_format": args.size_mb,
-        "bins": list(BINS),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "note": "shared, noisy machine: compare ratios within one run",
-        },
-        # numba kernels (CSV parse, histogram fill) in use, else pandas and boost's fill
-        "kernels": {
-            "csv_parse": bool(_readers._simple_kernel()),
-            "fill": bool(_work._binner()),
-        },
-        "results": rows_out,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {args.out}")
-    return 0
+    return {"rows": rows, "ratios": ratios}
 
 
-def _rates(rec, key, t, nbytes, nrows, t_ceil):
-    rec[f"crawl_{key}_s"] = t
-    rec[f"crawl_{key}_MBps"] = nbytes / t / 1e6
-    rec[f"crawl_{key}_Mrows_per_s"] = nrows / t / 1e6
-    rec[f"crawl_{key}_vs_ceiling"] = t_ceil / t
-
-
-def _header(workers) -> str:
-    cols = ["format", "MB", "load", "ceiling MB/s"]
-    for w in workers:
-        if w == 1:
-            cols += ["1w MB/s", "1w MB/cpu-s", "1w/ceiling"]
-        else:
-            cols += [f"{w}w MB/s", f"{w}w/1w", f"{w}w cold", f"{w}w start s"]
-    return " | ".join(f"{c:>12}" for c in cols)
-
-
-def _row(rec, workers) -> str:
-    vals = [
-        rec["format"],
-        f"{rec['bytes'] / 1e6:.0f}",
-        f"{rec['load_avg_1min']:.1f}",
-        f"{rec['ceiling_MBps']:.0f}",
-    ]
-    for w in workers:
-        if w == 1:
-            vals += [
-                f"{rec['crawl_1w_MBps']:.0f}",
-                f"{rec['crawl_1w_MB_per_cpu_s']:.0f}",
-                f"{rec['crawl_1w_vs_ceiling']:.0%}",
-            ]
-        else:
-            scaling = rec.get(f"scaling_{w}w_vs_1w")
-            vals += [
-                f"{rec[f'crawl_{w}w_MBps']:.0f}",
-                "-" if scaling is None else f"{scaling:.2f}x",
-                f"{rec[f'crawl_{w}w_cold_MBps']:.0f}",
-                f"{rec[f'pool_{w}w_startup_s']:.2f}",
-            ]
-    return " | ".join(f"{v:>12}" for v in vals)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def print_result(res: dict) -> None:
+    C.print_table(
+        "ingest: crawl vs raw read (M bytes/s = MB/s)", res["rows"], res["ratios"], ["format", "MB"]
+    )

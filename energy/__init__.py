@@ -10,7 +10,6 @@ Example:
     True
 """
 
-from . import tnn
 from ._grid import bin_edges as bin_edges
 from ._io import MapFileError as MapFileError
 from ._io import MapFileNotFoundError as MapFileNotFoundError
@@ -31,3 +30,16 @@ __all__ = [
     "load",
     "tnn",
 ]
+
+
+def __getattr__(name: str):
+    """``energy.tnn`` is imported on first use: ``import energy`` loads neither flax nor optax."""
+    if name == "tnn":
+        import importlib
+
+        return importlib.import_module(".tnn", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"tnn"})

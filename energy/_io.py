@@ -1,9 +1,15 @@
 """The ``.npz`` container: plain arrays plus one JSON metadata string, written atomically.
 
-Version 1. Every file holds an array ``meta`` (a 0-d unicode string with JSON) and plain numeric
-arrays; nothing is ever pickled. Reading checks the container, the format name and version, the
-array names, dtypes, shapes, finiteness and the SHA-256 checksum of the energies, and raises
-`MapFileError` naming the file and what is wrong.
+Version 2. Every file holds an array ``meta`` (a 0-d unicode string with JSON) and plain numeric
+arrays; nothing is ever pickled. ``meta["checksum"]`` holds one SHA-256 per metadata field (the
+fields of a top-level object one by one, e.g. ``shield.threshold``) and per array, written by
+`write_npz_atomic` and checked by `read_npz`: every field and array of the file is covered, so an
+edited bound, method, threshold or score is refused with an error naming the file and the field.
+Reading also checks the container, the format name and version, the array names and dtypes, and
+raises `MapFileError` naming the file and what is wrong.
+
+Version 1 (development builds before the field checksums) covered only the energies: it is
+refused, since an edited bound or threshold could not be told from a true one.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The oldest version whose checksum covers every field; older files are refused.
+MIN_FORMAT_VERSION = 2
 
 
 class MapFileError(ValueError):
@@ -36,10 +45,63 @@ def checksum(array: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(a.tobytes()).hexdigest()
 
 
+def _digest(value: Any) -> str:
+    """SHA-256 of a JSON value in canonical form (sorted keys, no spaces)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def field_checksums(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """One checksum per metadata field and per array: what ``meta["checksum"]`` holds.
+
+    Keys: ``field.NAME`` for each metadata entry but ``checksum`` itself, ``field.NAME.KEY`` for
+    each key of an entry that is an object (so an edit is named: ``field.shield.threshold``), and
+    ``array.NAME`` for each array (`checksum` of its bytes, with its dtype and shape). Every
+    field and array of a file is covered, present and future ones alike.
+    """
+    out: dict[str, str] = {}
+    for key, value in meta.items():
+        if key == "checksum":
+            continue
+        if isinstance(value, dict):
+            out[f"field.{key}"] = _digest(sorted(value))  # which keys exist
+            for sub, v in value.items():
+                out[f"field.{key}.{sub}"] = _digest(v)
+        else:
+            out[f"field.{key}"] = _digest(value)
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        out[f"array.{name}"] = f"{checksum(a)}:{a.dtype.str}:{list(a.shape)}"
+    return out
+
+
+def verify_checksums(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Raise `MapFileError` naming the file and the first field or array that does not match."""
+    stored = meta.get("checksum")
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise MapFileError(f"{path}: 'checksum' must be an object of field checksums")
+    actual = field_checksums(meta, arrays)
+    # Deepest keys first: a removed ``shield.bounds`` is named, not only "shield" (its key set).
+    for key in sorted(set(stored) | set(actual), key=lambda k: (-k.count("."), k)):
+        what = key.replace("field.", "metadata field ", 1).replace("array.", "array ", 1)
+        if key not in stored:
+            raise MapFileError(
+                f"{path}: {what} is not covered by the checksum (added after saving)"
+            )
+        if key not in actual:
+            raise MapFileError(f"{path}: {what} is missing (removed after saving)")
+        if stored[key] != actual[key]:
+            raise MapFileError(
+                f"{path}: checksum mismatch in {what}: the file was changed after it was saved"
+            )
+
+
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     """Write ``arrays`` and ``meta`` to ``path`` atomically (temp file, fsync, ``os.replace``).
 
-    A crash mid-write leaves the old file (or no file) in place, never a half-written one.
+    ``meta["checksum"]`` is (re)computed here with `field_checksums`, over ``meta`` as given and
+    every array. A crash mid-write leaves the old file (or no file) in place, never a half-written
+    one.
     """
     path = Path(path)
     if "meta" in arrays:
@@ -47,6 +109,8 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
     for name, a in arrays.items():
         if np.asarray(a).dtype.hasobject:
             raise ValueError(f"array {name!r} has an object dtype; only plain arrays are written")
+    meta = dict(meta)
+    meta["checksum"] = field_checksums(meta, arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -144,7 +208,14 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray],
         )
     if version < 1:
         raise MapFileError(f"{path}: format version {version} is not valid")
+    if version < MIN_FORMAT_VERSION:
+        raise MapFileError(
+            f"{path}: format version {version} is refused: its checksum covers only the "
+            f"energies, so an edited bound, method or threshold cannot be detected; build the "
+            f"map (or calibrate the shield) again with this groundstate"
+        )
     for name, a in arrays.items():
         if a.dtype.kind not in "fiub":
             raise MapFileError(f"{path}: array {name!r} has unsupported dtype {a.dtype}")
+    verify_checksums(path, meta, arrays)
     return arrays, meta

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -31,24 +32,32 @@ def _float_dtype():
 
 
 class _Info:
-    """Informational metadata (n_samples, provenance): carried along, never part of a jit key.
+    """Informational metadata (n_samples, provenance, exact bounds) in the pytree's aux data.
 
-    Two `_Info` compare equal, so maps that differ only in provenance share compiled code.
+    Compared and hashed by value (a canonical JSON string), so a map that leaves a jitted function
+    carries its own n_samples and provenance, never those of an earlier call with the same
+    shapes. The map's own compiled evaluation (`energy`, `energy_at`) takes `EnergyMap._bare`
+    instead, so maps that differ only in this metadata still share that code.
     """
 
-    __slots__ = ("bounds", "n_samples", "provenance")
+    __slots__ = ("_key", "bounds", "n_samples", "provenance")
 
     def __init__(self, n_samples: int | None, provenance: dict, bounds=None):
         self.n_samples = n_samples
         self.provenance = provenance
         # The bounds as given, in float64 (the leaves hold them in the map's dtype).
         self.bounds = bounds
+        self._key = json.dumps([n_samples, provenance, bounds], sort_keys=True, default=repr)
 
     def __eq__(self, other):
-        return isinstance(other, _Info)
+        return isinstance(other, _Info) and other._key == self._key
 
     def __hash__(self):
-        return 0
+        return hash(self._key)
+
+
+# The metadata of `EnergyMap._bare`: one constant, so bare maps of one structure share code.
+_NO_INFO = _Info(None, {}, None)
 
 
 def _labels(labels, d: int, what: str, default) -> tuple[str, ...]:
@@ -103,9 +112,11 @@ class EnergyMap:
     The density is ``P(x) = exp(-E(x)) / Z`` with ``log Z`` by quadrature over the bounds
     (`log_z`; 0 up to quadrature error for maps built from samples or counts).
 
-    A map is a pytree: its arrays are leaves (energies, bounds, the noise pyramid), names, units
-    and the interpolation method are static. It passes through ``jit``, ``vmap``, ``grad`` and
-    ``jax.device_put``; maps of the same shape, names, units and method share compiled code.
+    A map is a pytree: its arrays are leaves (energies, bounds, the noise pyramid), names, units,
+    the interpolation method and the informational metadata (n_samples, provenance, compared by
+    value) are static. It passes through ``jit``, ``vmap``, ``grad`` and ``jax.device_put``, and a
+    map returned by a jitted function keeps its own metadata; `energy` and `energy_at` of maps of
+    the same shape, names, units and method share compiled code.
 
     The noise pyramid (hierarchical maps): `noise_levels` are in RELATIVE units, a level ``s``
     smooths axis ``j`` by a Gaussian of width ``s * (hi_j - lo_j)`` (see `scale`). Level ``s`` is the
@@ -406,9 +417,21 @@ class EnergyMap:
         Differentiable (an analytic gradient from one gather of the stencil), under jit, vmap and
         grad. Outside the bounds: the barrier described in the class docstring.
         """
-        return _energy_jit(self, self._points(x))
+        return _energy_jit(self._bare(), self._points(x))
 
     __call__ = energy
+
+    def _bare(self) -> EnergyMap:
+        """The same map without its informational metadata (for internal jitted calls)."""
+        if self._info is _NO_INFO:
+            return self
+        bare = self.__dict__.get("_bare_map")
+        if bare is None:  # a map never changes: make it once
+            bare = object.__new__(EnergyMap)
+            bare.__dict__.update(self.__dict__)
+            bare._info = _NO_INFO
+            self._bare_map = bare
+        return bare
 
     def _energy(self, x: jax.Array) -> jax.Array:
         """`energy` on checked states (traced inside `_energy_jit`)."""
@@ -426,7 +449,7 @@ class EnergyMap:
         level it blends into the map itself; above the coarsest it is the coarsest level.
         ``sigma`` may be traced (annealing inside a compiled loop).
         """
-        return _energy_at_jit(self, self._points(x), sigma)
+        return _energy_at_jit(self._bare(), self._points(x), sigma)
 
     def _energy_at(self, x: jax.Array, sigma: ArrayLike) -> jax.Array:
         """`energy_at` on checked states (traced inside `_energy_at_jit`)."""
@@ -607,9 +630,14 @@ class EnergyMap:
 
     # ---------------------------------------------------------------- persistence
     def metadata(self) -> dict:
-        """The JSON metadata written with the map (format, version, axes, provenance, checksum)."""
+        """The JSON metadata written with the map (format, version, axes, provenance, checksum).
+
+        ``checksum`` holds one SHA-256 per field and per array (`energy._io.field_checksums`):
+        every field that changes an energy (bounds, method, noise levels, names, units, shape,
+        dtype) is covered, and so is everything else.
+        """
         values = np.asarray(self._values)
-        return {
+        meta = {
             "format": MAP_FORMAT,
             "version": _io.FORMAT_VERSION,
             "names": list(self._names),
@@ -621,12 +649,13 @@ class EnergyMap:
             "noise_levels": np.asarray(self._noise_levels, np.float64).tolist(),
             "n_samples": self.n_samples,
             "provenance": self.provenance,
-            "checksum": _io.checksum(values),
             "saved": _now(),
         }
+        meta["checksum"] = _io.field_checksums(meta, {"energies": values})
+        return meta
 
     def save(self, path: str | os.PathLike) -> str:
-        """Write the map to ``path`` (.npz, format version 1), atomically.
+        """Write the map to ``path`` (.npz, format version 2), atomically.
 
         The file holds the energies and a JSON metadata string only; it loads with
         ``np.load(path, allow_pickle=False)`` and with `energy.load`.
@@ -671,7 +700,8 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
     """Load and validate an energy map written by `EnergyMap.save`.
 
     Checks the container, format name and version, array names, shapes, dtypes, finiteness and
-    the checksum of the energies.
+    the checksum of every metadata field and array (an edited bound, method, noise level, name
+    or energy is refused, naming the field; format version 1 files are refused).
 
     Args:
         path: the ``.npz`` file.
@@ -709,15 +739,12 @@ def map_from_arrays(
         names, units, bounds = meta["names"], meta["units"], meta["bounds"]
         method = meta.get("method", "linear")
         levels = meta.get("noise_levels")
-        stored_sum = meta["checksum"]
     except (KeyError, TypeError, ValueError) as exc:
         raise err(f"{path}: metadata incomplete or malformed ({exc!r})") from exc
     if list(e.shape) != shape:
         raise err(f"{path}: energies have shape {list(e.shape)}, metadata says {shape}")
     if str(e.dtype) != meta.get("dtype", str(e.dtype)):
         raise err(f"{path}: energies are {e.dtype}, metadata says {meta.get('dtype')}")
-    if _io.checksum(e) != stored_sum:
-        raise err(f"{path}: checksum mismatch: the energies are not the ones that were saved")
     bad = int(e.size - np.count_nonzero(np.isfinite(e)))
     if bad:
         raise err(f"{path}: {bad} energies are NaN or inf")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 import math
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -285,7 +287,16 @@ class Shield:
             sur_dyn,
             self.scores,
         )
-        return children, (fn_static, sur_static, _Meta(self.alpha, self.provenance))
+        return children, (fn_static, sur_static, self._meta())
+
+    def _meta(self) -> _Meta:
+        """Alpha and provenance as aux data; made once per (alpha, provenance) objects."""
+        if self.alpha is None and not self.provenance:
+            return _NO_META
+        meta = self.__dict__.get("_meta_cache")
+        if meta is None or meta.alpha is not self.alpha or meta.provenance is not self.provenance:
+            meta = self._meta_cache = _Meta(self.alpha, self.provenance)
+        return meta
 
     @classmethod
     def tree_unflatten(cls, aux, children):
@@ -296,7 +307,31 @@ class Shield:
         obj.energy_fn = fn_dyn if fn_static is None else fn_static.value
         obj.surrogate = sur_dyn if sur_static is None else sur_static.value
         obj.alpha, obj.provenance = meta.alpha, meta.provenance
+        obj._meta_cache = meta
         obj._parts = (fn_dyn, fn_static, sur_dyn, sur_static)
+        return obj
+
+    def _bare(self) -> Shield:
+        """The same shield without alpha, provenance and the metadata of its energy function:
+        what the internal jitted decisions take, so shields that differ only in metadata share
+        compiled code (a decision does not depend on it)."""
+        # What a decision depends on; the bare shield is made again only when one of them is
+        # replaced (`calibrate` assigns a new threshold to a copy, for instance).
+        key = (self._parts, self.threshold, self.tolerance, self.lo, self.hi, self.scores)
+        cached = self.__dict__.get("_bare_cache")
+        if cached is not None and all(map(operator.is_, cached[0], key)):
+            return cached[1]
+        obj = object.__new__(type(self))
+        obj.__dict__.update(self.__dict__)
+        obj.__dict__.pop("_bare_cache", None)
+        fn_dyn, fn_static, sur_dyn, sur_static = self._parts
+        if fn_dyn is not None:
+            fn_dyn = obj.energy_fn = _bare(fn_dyn)
+        if sur_dyn is not None:
+            sur_dyn = obj.surrogate = _bare(sur_dyn)
+        obj._parts = (fn_dyn, fn_static, sur_dyn, sur_static)
+        obj.alpha, obj.provenance = None, {}
+        self._bare_cache = (key, obj)
         return obj
 
     # -- properties -----------------------------------------------------------------------
@@ -330,7 +365,7 @@ class Shield:
           ``(...)``.
         """
         x = self._check_input(x)
-        return _decide_jit(self, x)
+        return _decide_jit(self._bare(), x)
 
     def _check_input(self, x: ArrayLike) -> Array:
         """A float array with the right trailing dimension (static checks, trace-safe).
@@ -432,7 +467,7 @@ class Shield:
 
     def allow(self, x: ArrayLike) -> Array:
         """Just the booleans, ``self(x).allow``, compiled without the p-values (faster)."""
-        return _allow_jit(self, self._check_input(x))
+        return _allow_jit(self._bare(), self._check_input(x))
 
     def transition(self, x0: ArrayLike, x1: ArrayLike, n_points: int = 33) -> Decision:
         """Check moves ``x0 -> x1`` along the straight segment, not only their end points.
@@ -459,7 +494,7 @@ class Shield:
             raise ValueError(f"n_points must be >= 2 (both ends), got {n_points}")
         x0 = self._check_input(x0)
         x1 = self._check_input(x1)
-        return _transition_jit(self, x0, x1, int(n_points))
+        return _transition_jit(self._bare(), x0, x1, int(n_points))
 
     def filter(self, x: ArrayLike) -> tuple[np.ndarray, Decision]:
         """Keep only the allowed states (host side: the result's length depends on the data).
@@ -567,9 +602,11 @@ class Shield:
 
         The file is the map's container (its energies and metadata, checksum included) with the
         format ``groundstate.shield``, the sorted calibration scores (``shield_scores``) and a
-        ``shield`` metadata entry (threshold, alpha, n, rank, tolerance, bounds, provenance,
-        checksum of the scores). Only shields over an ``EnergyMap`` without a surrogate can be
-        saved (a surrogate is an orbax checkpoint directory: save it with ``s.save``).
+        ``shield`` metadata entry (threshold, alpha, n, rank, bounds, provenance); the file's
+        checksum covers every field and array. Only shields over an ``EnergyMap`` without a
+        surrogate can be saved (a surrogate is an orbax checkpoint directory: save it with
+        ``s.save``), and a shield with scores and alpha only when its threshold is the one they
+        give (as :meth:`calibrate` sets it), since :meth:`load` derives it again.
 
         Args:
           path: the file to write.
@@ -597,24 +634,41 @@ class Shield:
             "threshold": float(self.threshold),
             "alpha": self.alpha,
             "n": self.n_calibration,
+            "rank": None,
             "bounds": bounds,
             "provenance": self.provenance,
-            "scores_checksum": None,
         }
         arrays = {"energies": np.asarray(m.values)}
         if self.scores is not None:
-            scores = np.asarray(self.scores)
-            arrays["shield_scores"] = scores
-            shield["scores_checksum"] = _io.checksum(scores)
+            arrays["shield_scores"] = np.asarray(self.scores)
+            if self.alpha is not None:
+                k = conformal_rank(self.n_calibration, self.alpha)
+                derived = float(arrays["shield_scores"][k - 1])
+                if float(self.threshold) != derived:
+                    raise ValueError(
+                        f"this shield's threshold {float(self.threshold)!r} is not the one its "
+                        f"scores give at alpha={self.alpha} ({derived!r}, rank {k}), and loading "
+                        f"derives it again: save a shield made by Shield.calibrate, or one "
+                        f"without alpha (alpha=None) for an explicit threshold"
+                    )
+                shield["rank"] = k
         meta["shield"] = shield
+        # write_npz_atomic covers every field (shield.threshold, .alpha, .bounds, the map's) and
+        # every array (energies, shield_scores) by the checksum.
         return str(_io.write_npz_atomic(path, arrays, meta))
 
     @classmethod
     def load(cls, path: str) -> Shield:
         """Load a shield written by :meth:`save`: the map and its calibration, validated.
 
+        Every field that decides (threshold, alpha, rank, bounds, the map's energies, bounds and
+        method, the calibration scores) is under the file's checksum, and a calibrated shield's
+        threshold is derived again from its scores and alpha (the ``ceil((n+1)(1-alpha))``-th
+        smallest score) and must match the stored one.
+
         Raises:
-          MapFileError: naming the file and what is wrong (format, checksums, malformed
+          MapFileError: naming the file and what is wrong (format, the field whose checksum does
+            not match, a threshold that is not the one its scores and alpha give, malformed
             calibration).
         """
         err = _io.MapFileError
@@ -624,24 +678,26 @@ class Shield:
         if not isinstance(sh, dict):
             raise err(f"{path}: no 'shield' entry in the metadata")
         t = sh.get("threshold")
-        if not isinstance(t, (int, float)) or math.isnan(t):
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or math.isnan(t):
             raise err(f"{path}: shield threshold must be a number, got {t!r}")
         scores = arrays.get("shield_scores")
         n = sh.get("n")
+        alpha = sh.get("alpha")
+        if alpha is not None and not (
+            isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1
+        ):
+            raise err(f"{path}: shield alpha must be in (0, 1), got {alpha!r}")
         if scores is not None:
             if scores.ndim != 1 or scores.dtype.kind != "f" or np.isnan(scores).any():
                 raise err(f"{path}: shield_scores must be a 1-D float array without NaN")
-            if _io.checksum(scores) != sh.get("scores_checksum"):
-                raise err(f"{path}: checksum mismatch: shield_scores are not the saved ones")
             if n != scores.shape[0]:
                 raise err(f"{path}: shield n={n!r} but {scores.shape[0]} calibration scores")
             if np.any(np.diff(scores) < 0):
                 raise err(f"{path}: shield_scores are not sorted")
-        elif n is not None:
+            if alpha is not None:
+                _check_threshold(path, t, scores, alpha, sh.get("rank"))
+        elif n is not None or sh.get("rank") is not None:
             raise err(f"{path}: shield n={n!r} but no shield_scores array")
-        alpha = sh.get("alpha")
-        if alpha is not None and not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-            raise err(f"{path}: shield alpha must be in (0, 1), got {alpha!r}")
         bounds = sh.get("bounds")
         try:
             return cls(
@@ -654,6 +710,23 @@ class Shield:
             )
         except ValueError as exc:
             raise err(f"{path}: {exc}") from exc
+
+
+def _check_threshold(path, threshold: float, scores: np.ndarray, alpha: float, rank) -> None:
+    """A loaded threshold must be the ``conformal_rank(n, alpha)``-th smallest stored score."""
+    err = _io.MapFileError
+    try:
+        k = conformal_rank(scores.shape[0], alpha)
+    except ValueError as exc:
+        raise err(f"{path}: shield alpha {alpha} and {scores.shape[0]} scores: {exc}") from exc
+    if rank != k:
+        raise err(f"{path}: shield rank {rank!r} is not ceil((n+1)(1-alpha)) = {k}")
+    derived = float(scores[k - 1])
+    if threshold != derived:
+        raise err(
+            f"{path}: shield threshold {threshold!r} is not the one its calibration gives "
+            f"({derived!r}, the {k}-th smallest of {scores.shape[0]} scores at alpha={alpha})"
+        )
 
 
 class _Static:
@@ -681,21 +754,32 @@ def _split(obj: Any) -> tuple[Any, _Static | None]:
     return None, _Static(obj)
 
 
-class _Meta:
-    """Alpha and provenance in aux data: they never change a decision, so every ``_Meta``
-    compares equal (a calibrated shield with another provenance reuses the compiled call)."""
+def _bare(obj: Any) -> Any:
+    """``obj._bare()`` for objects that have one (EnergyMap, Surrogate), else obj itself."""
+    bare = getattr(obj, "_bare", None)
+    return bare() if callable(bare) else obj
 
-    __slots__ = ("alpha", "provenance")
+
+class _Meta:
+    """Alpha and provenance in aux data, compared and hashed by value (canonical JSON), so a
+    shield that leaves a jitted function carries its own. The internal decisions take
+    `Shield._bare`, so shields that differ only in these still share compiled code."""
+
+    __slots__ = ("_key", "alpha", "provenance")
 
     def __init__(self, alpha: float | None, provenance: dict):
         self.alpha = alpha
         self.provenance = provenance
+        self._key = json.dumps([alpha, provenance], sort_keys=True, default=repr)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Meta)
+        return isinstance(other, _Meta) and other._key == self._key
 
     def __hash__(self) -> int:
-        return hash(_Meta)
+        return hash(self._key)
+
+
+_NO_META = _Meta(None, {})
 
 
 @jax.jit

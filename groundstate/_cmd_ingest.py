@@ -5,14 +5,18 @@
 
 Progress goes to stderr (a bar on a terminal, else ``[k/n] PATH`` per finished file); then the
 report goes to stdout (files read, files skipped with the reason, rows used and dropped per
-reason, the map written). Running the same command again after a crash resumes where it
-stopped.
+reason, the map written). Running the same command again after a crash, Ctrl-C (exit code
+130) or ``kill -9`` resumes where it stopped. Arguments, the output's folder and the output's
+place (not inside the lake) are checked before any work; a second run writing the same output
+while one runs fails at once (exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 
 def register(subparsers) -> None:
@@ -77,22 +81,57 @@ def parse_bounds(text: str) -> list[tuple[float, float]]:
     return out
 
 
+def _is_the_program() -> bool:
+    """Whether this process is the ``groundstate`` command (console script or ``-m``)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "groundstate.cli":
+        return True
+    entry = getattr(main, "main", None)
+    return getattr(entry, "__module__", None) == "groundstate.cli"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the crawl, write the map, print the report; returns the exit code."""
     import ingest
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers {args.workers}: expected at least 1")
-    m, report = ingest.ingest(
-        args.roots,
-        args.variables,
-        output=args.output,
-        profile=args.profile,
-        bins=args.bins,
-        bounds=args.bounds,
-        smoothing=args.smoothing,
-        workers=args.workers,
-    )
+    if not math.isfinite(args.smoothing) or args.smoothing < 0:
+        raise ValueError(f"--smoothing {args.smoothing}: expected a finite width >= 0 (cells)")
+    try:
+        m, report = ingest.ingest(
+            args.roots,
+            args.variables,
+            output=args.output,
+            profile=args.profile,
+            bins=args.bins,
+            bounds=args.bounds,
+            smoothing=args.smoothing,
+            workers=args.workers,
+        )
+    except KeyboardInterrupt:
+        # Workers are stopped; every file recorded before the interrupt stays recorded.
+        print(
+            f"groundstate ingest: interrupted; the files counted so far are kept in "
+            f"{ingest.state_path(args.output)}: run the same command again to resume",
+            file=sys.stderr,
+        )
+        if _is_the_program():
+            # Everything is on disk and the lock is released: leave now. The interpreter's own
+            # exit (JAX, numba and LLVM teardown) takes 1-3 s on a loaded machine, past the 2 s
+            # a Ctrl-C may take. Only as the `groundstate` program, never when main() is called
+            # from Python (a notebook would lose its kernel).
+            from multiprocessing import util
+
+            from ingest._crawl import stop_forkserver
+
+            stop_forkserver()
+            util._exit_function()  # multiprocessing's own exit: its semaphores are released
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
     print(report)
     axes = ", ".join(
         f"{n} [{u}] {lo:g}..{hi:g}"

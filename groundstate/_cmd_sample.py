@@ -4,7 +4,13 @@
         [--temperature T] [--schedule auto|none] [--fix NAME=VALUE ...] [--seed S]
 
 ``OUT.csv`` has one column per map variable plus ``energy``; ``OUT.npy`` holds the positions
-``(N, d)``. A summary (chains, schedule, step, diverged chains, time) goes to stderr.
+``(N, d)``. A line when the chains start and a summary (chains, schedule, step, diverged chains,
+time) go to stderr.
+
+Ctrl-C stops the command at once (exit code 130): the chains run in a worker thread while the
+main thread waits, so the interrupt is seen even inside the compiled loop, and the output is
+written (atomically, by the main thread) only after the chains have finished: it is absent or
+whole, never partial. ``-o`` may not name the input map.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 
 
@@ -91,8 +98,34 @@ def _write(path: str, names, positions, energies) -> None:
         raise
 
 
+def _in_worker(fn):
+    """``fn()`` in a daemon thread; the main thread waits in short sleeps, so Ctrl-C reaches it
+    (a compiled loop blocks the thread that waits on it until the loop ends)."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as err:  # handed to the main thread
+            out["error"] = err
+
+    worker = threading.Thread(target=target, name="groundstate-sample", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the map, run the chains, write the samples; returns the exit code."""
+    # The output is never the input (checked before any work: the map is never overwritten).
+    if os.path.exists(args.map) and os.path.exists(args.output):
+        if os.path.samefile(args.map, args.output):
+            raise ValueError(f"output {args.output!r} is the input map {args.map!r}: pick another")
+    elif os.path.realpath(args.map) == os.path.realpath(args.output):
+        raise ValueError(f"output {args.output!r} is the input map {args.map!r}: pick another")
     ext = os.path.splitext(args.output)[1].lower()
     if ext not in (".csv", ".npy"):
         raise ValueError(f"output {args.output!r} must end in .csv or .npy")
@@ -108,18 +141,26 @@ def run(args: argparse.Namespace) -> int:
 
     m = energy.load(args.map)
     t0 = time.perf_counter()
-    res = langevin.sample(
-        m,
-        jax.random.key(args.seed),
-        n_chains=args.chains,
-        n_steps=args.steps,
-        method=args.method,
-        temperature=args.temperature,
-        schedule="auto" if args.schedule == "auto" else None,
-        fixed=fixed or None,
+    print(
+        f"sampling {args.chains} chains on {args.map} ({m.ndim}-D) ...", file=sys.stderr, flush=True
     )
-    positions = np.asarray(res.positions, dtype=np.float64)
-    energies = np.asarray(res.energies, dtype=np.float64)
+
+    def chains():
+        res = langevin.sample(
+            m,
+            jax.random.key(args.seed),
+            n_chains=args.chains,
+            n_steps=args.steps,
+            method=args.method,
+            temperature=args.temperature,
+            schedule="auto" if args.schedule == "auto" else None,
+            fixed=fixed or None,
+        )
+        positions = np.asarray(res.positions, dtype=np.float64)
+        energies = np.asarray(res.energies, dtype=np.float64)
+        return res, positions, energies
+
+    res, positions, energies = _in_worker(chains)
     elapsed = time.perf_counter() - t0
     _write(args.output, m.names, positions, energies)
     print(

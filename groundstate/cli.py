@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import platform
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from . import __version__
+from . import __version__, _compilation_cache
 
 # Sub-command modules, imported lazily so that ``groundstate --help`` stays fast.
 _COMMANDS = (
@@ -21,6 +22,11 @@ _COMMANDS = (
     "groundstate._cmd_ingest",
     "groundstate._cmd_shield",
     "groundstate._cmd_sample",
+    "groundstate._cmd_onboard",
+    "groundstate._cmd_bench",
+    "groundstate._cmd_capsule",
+    "groundstate._cmd_info",
+    "groundstate._cmd_fit",
 )
 
 
@@ -73,27 +79,53 @@ def enable_compilation_cache() -> str | None:
     """Turn on JAX's persistent compilation cache for the command line; returns its folder.
 
     A command compiles its chains and kernels once; the next run of the same command on the same
-    machine loads them from ``$XDG_CACHE_HOME/groundstate/xla/<host>`` (``~/.cache`` by default)
-    instead of compiling again. Entries are native code, so the folder is per host. Nothing is
-    changed when ``JAX_COMPILATION_CACHE_DIR`` or jax's own setting is already given, and
-    ``GROUNDSTATE_COMPILATION_CACHE=off`` turns it off.
+    machine loads them from the cache instead of compiling again. The folder is
+    ``GROUNDSTATE_COMPILATION_CACHE`` (an absolute path; ``off`` turns the cache off), else the
+    platform's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches``
+    on macOS) under ``groundstate/xla/<host>``. Every entry is checked against the hashes the
+    last finished commands recorded before JAX may read it (a bad entry is deleted and compiled
+    again); see `groundstate._compilation_cache`. Nothing is changed when
+    ``JAX_COMPILATION_CACHE_DIR`` or jax's own setting is already given. A relative path in
+    ``GROUNDSTATE_COMPILATION_CACHE`` is a ValueError.
     """
-    if os.environ.get("GROUNDSTATE_COMPILATION_CACHE", "").lower() in ("off", "0", "false"):
+    folder = _compilation_cache.cache_folder()  # the ValueError for a relative path comes first
+    if folder is None:
         return None
     import jax
 
     if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = base / "groundstate" / "xla" / f"{platform.node() or 'host'}-{platform.machine()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: compile every time, as without the cache
+        _compilation_cache.verify(folder)
+    except OSError:  # a read-only home or an unreadable folder: compile every time
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # Only programs that took a while to compile are worth a disk entry.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     return str(folder)
+
+
+def _record_compilation_cache(folder: str | None) -> None:
+    """After a finished command: hash its new cache entries and keep the cache under its cap."""
+    if folder is None:
+        return
+    try:
+        _compilation_cache.record(Path(folder))
+    except OSError:  # never fail a command that has done its work because of the cache
+        pass
+
+
+def _interrupted() -> int:
+    """Ctrl-C: say so and exit 130 now, even while a compiled program runs in a worker thread."""
+    print("groundstate: interrupted", file=sys.stderr)
+    if threading.active_count() > 1:
+        # Python's exit would wait for the worker's compiled loop; nothing is half written (the
+        # outputs are written atomically by the main thread), so leave at once.
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)
+    return 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,15 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    enable_compilation_cache()
+    # Ctrl-C raises KeyboardInterrupt even when the caller started us with SIGINT ignored
+    # (a background job of a non-interactive shell).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return int(args.func(args) or 0)
+        cache = enable_compilation_cache()
+        code = int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("groundstate: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except (ValueError, OSError) as err:
         print(f"groundstate {args.command}: error: {err}", file=sys.stderr)
         return 1
+    _record_compilation_cache(cache)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,8 +11,10 @@ Example:
     ...                           output="wind.npz")  # doctest: +SKIP
 """
 
+from ._crawl import BusyError as BusyError
 from ._crawl import Counts as Counts
 from ._crawl import EmptyCrawlError as EmptyCrawlError
+from ._crawl import StateError as StateError
 from ._crawl import count as count
 from ._crawl import discover as discover
 from ._crawl import ingest as ingest
@@ -32,12 +34,14 @@ from ._units import conversion as conversion
 from ._units import normalise_unit as normalise_unit
 
 __all__ = [
+    "BusyError",
     "Counts",
     "EmptyCrawlError",
     "IngestReport",
     "Profile",
     "ProfileError",
     "ProfileVariable",
+    "StateError",
     "UnitError",
     "VarSpec",
     "available_profiles",

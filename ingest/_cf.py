@@ -6,7 +6,22 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Decoder", "attr_number", "attr_text", "find_attr"]
+__all__ = ["DEFAULT_FILLS", "Decoder", "attr_number", "attr_text", "find_attr", "find_units"]
+
+# NetCDF's default fill values (netcdf.h NC_FILL_*), by raw dtype: what a never-written value of
+# a variable without ``_FillValue`` holds. netCDF4-python masks them; so do we (see Decoder).
+DEFAULT_FILLS = {
+    "i1": -127,  # NC_FILL_BYTE
+    "u1": 255,  # NC_FILL_UBYTE
+    "i2": -32767,  # NC_FILL_SHORT
+    "u2": 65535,  # NC_FILL_USHORT
+    "i4": -2147483647,  # NC_FILL_INT
+    "u4": 4294967295,  # NC_FILL_UINT
+    "i8": -9223372036854775806,  # NC_FILL_INT64
+    "u8": 18446744073709551614,  # NC_FILL_UINT64
+    "f4": 9.9692099683868690e36,  # NC_FILL_FLOAT
+    "f8": 9.9692099683868690e36,  # NC_FILL_DOUBLE
+}
 
 
 def attr_text(value) -> str | None:
@@ -37,12 +52,30 @@ def attr_number(value) -> np.ndarray | None:
 
 
 def find_attr(attrs, *names):
-    """The first attribute among ``names`` present in ``attrs`` (case-insensitive), or None."""
-    lower = {str(k).lower(): k for k in attrs.keys()}
+    """The first attribute among ``names`` present in ``attrs``, or None.
+
+    Names are matched exactly: CF attribute names are case-sensitive (``VALID_RANGE`` is not
+    ``valid_range``, netCDF-C and netCDF4-python ignore it too).
+    """
     for name in names:
-        key = lower.get(name.lower())
-        if key is not None:
-            return attrs[key]
+        if name in attrs:
+            return attrs[name]
+    return None
+
+
+def find_units(attrs) -> str | None:
+    """The unit text of a variable: its ``units`` attribute, else one spelled otherwise.
+
+    ``units`` (CF) first; else a single attribute named ``unit``/``units`` in any case
+    (``Units``, ``UNIT``: common in HDF5 files of other origins). A unit is not a decoding
+    rule: whatever is found is parsed and checked against the asked unit, never guessed.
+    """
+    text = attr_text(find_attr(attrs, "units"))
+    if text is not None:
+        return text
+    others = [k for k in attrs.keys() if str(k).lower() in ("units", "unit")]
+    if len(others) == 1:
+        return attr_text(attrs[others[0]])
     return None
 
 
@@ -60,9 +93,10 @@ class Decoder:
 
     In order (as netCDF-C and netCDF4-python do it): reinterpret signed integers as unsigned
     when ``_Unsigned = "true"``; mask raw values equal to ``_FillValue`` or any
-    ``missing_value``, and NaN; mask raw values outside ``valid_range`` / ``valid_min`` /
-    ``valid_max`` (compared in packed units); unpack ``x = raw * scale_factor + add_offset``;
-    then apply the unit conversion ``y = a * x + b``. Masked values become NaN.
+    ``missing_value``, and NaN; without ``_FillValue``, mask NetCDF's default fill value of the
+    type (``default_fill``, see :meth:`from_attrs`); mask raw values outside ``valid_range`` /
+    ``valid_min`` / ``valid_max`` (compared in packed units); unpack ``x = raw * scale_factor
+    + add_offset``; then apply the unit conversion ``y = a * x + b``. Masked values become NaN.
     """
 
     unsigned: bool = False
@@ -71,10 +105,19 @@ class Decoder:
     valid_max: float | None = None
     scale: float = 1.0
     offset: float = 0.0
+    default_fill: int | float | None = None
 
     @classmethod
-    def from_attrs(cls, attrs, dtype: np.dtype) -> Decoder:
-        """Build the decoder of a variable with raw ``dtype`` from its attribute mapping."""
+    def from_attrs(cls, attrs, dtype: np.dtype, default_fill: str = "none") -> Decoder:
+        """Build the decoder of a variable with raw ``dtype`` from its attribute mapping.
+
+        ``default_fill`` says when NetCDF's default fill value of the type (``DEFAULT_FILLS``)
+        masks values of a variable without ``_FillValue``, as netCDF4-python decides it:
+        ``"all"`` (NetCDF 3, and NetCDF 4 variables in fill mode: an HDF5 fill value set),
+        ``"not-bytes"`` (other HDF5 datasets: bytes have no default fill there) or ``"none"``.
+        A variable with ``_Unsigned = "true"`` never gets one (netCDF4-python compares the
+        signed default with the unsigned values: never equal).
+        """
         dtype = np.dtype(dtype)
         unsigned = dtype.kind == "i" and _is_true(find_attr(attrs, "_Unsigned"))
         raw_type = np.dtype(f"u{dtype.itemsize}") if unsigned else dtype
@@ -90,6 +133,11 @@ class Decoder:
             num = attr_number(find_attr(attrs, name))
             if num is not None:
                 fills.extend(float(v) for v in in_raw(num) if not np.isnan(v))
+        dflt = None
+        if "_FillValue" not in attrs and not unsigned and default_fill != "none":
+            code = f"{dtype.kind}{dtype.itemsize}"
+            if code in DEFAULT_FILLS and (default_fill == "all" or dtype.itemsize > 1):
+                dflt = DEFAULT_FILLS[code]
         vmin = vmax = None
         vr = attr_number(find_attr(attrs, "valid_range"))
         if vr is not None and vr.size >= 2:
@@ -109,7 +157,28 @@ class Decoder:
             valid_max=vmax,
             scale=1.0 if scale is None else float(scale[0]),
             offset=0.0 if offset is None else float(offset[0]),
+            default_fill=dflt,
         )
+
+    def _default_mask(self, raw: np.ndarray):
+        """Where ``raw`` holds the default fill value, or None when nowhere (the usual case)."""
+        fill = self.default_fill
+        if raw.size == 0:
+            return None
+        # One reduction (no temporary array) rules the fill out in most blocks: the float fill
+        # is near the top of the float range, the signed ones next to the bottom of theirs,
+        # the unsigned ones at the top.
+        if raw.dtype.kind == "f":
+            top = raw.max()
+            if top < fill:  # False for NaN: then compared below
+                return None
+        elif fill < 0:
+            if raw.min() > fill:
+                return None
+        elif raw.max() < fill:
+            return None
+        hit = raw == raw.dtype.type(fill)
+        return hit if hit.any() else None
 
     def __call__(self, raw: np.ndarray, a: float = 1.0, b: float = 0.0) -> np.ndarray:
         """Decode raw values to float64 in the target unit: ``a * (raw * scale + offset) + b``."""
@@ -120,6 +189,10 @@ class Decoder:
         for fill in self.fills:
             hit = raw == fill
             mask = hit if mask is None else (mask | hit)
+        if self.default_fill is not None:
+            hit = self._default_mask(raw)
+            if hit is not None:
+                mask = hit if mask is None else (mask | hit)
         if self.valid_min is not None:
             low = raw < self.valid_min
             mask = low if mask is None else (mask | low)

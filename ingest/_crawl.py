@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import glob
 import math
 import multiprocessing
+import multiprocessing.context
 import os
+import signal
 import stat
 import sys
+import threading
 
 import numpy as np
 
+from ._bounds import auto_bounds
 from ._profiles import resolve_vars
 from ._report import IngestReport
-from ._state import CrawlState
+from ._state import BusyError, CrawlLock, CrawlState, StateError
 from ._work import DROP_REASONS, FileResult, FileTask, fingerprint, process_file
 
-__all__ = ["Counts", "EmptyCrawlError", "count", "discover", "ingest", "state_path"]
+__all__ = [
+    "BusyError",
+    "Counts",
+    "EmptyCrawlError",
+    "StateError",
+    "count",
+    "discover",
+    "ingest",
+    "state_path",
+]
 
 
 class EmptyCrawlError(ValueError):
@@ -60,9 +74,62 @@ def state_path(output: str | os.PathLike) -> str:
     return os.fspath(output) + ".ingest-state"
 
 
+def _lock_path(state: str) -> str:
+    """The lock file of a state folder (and of the output it belongs to): beside it."""
+    return os.fspath(state) + ".lock"
+
+
 # ---------------------------------------------------------------------------------- discovery
 def _inside(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _root_entries(roots) -> list[str]:
+    """The roots as absolute paths, glob patterns expanded; a missing root is an error."""
+    if isinstance(roots, str | os.PathLike):
+        roots = [roots]
+    entries = []
+    for root in roots:
+        root = os.fspath(root)
+        if os.path.lexists(root):
+            entries.append(root)
+            continue
+        hits = sorted(glob.glob(root, recursive=True)) if glob.has_magic(root) else []
+        if not hits:
+            raise ValueError(f"ingest root {root!r} does not exist")
+        entries.extend(hits)
+    return [os.path.abspath(e) for e in entries]
+
+
+def _check_outside_lake(roots, paths: dict[str, str]) -> None:
+    """Each path (the output, the state) is neither an input nor inside a crawled folder.
+
+    Compared as resolved real paths, so a symbolic link or ``..`` does not hide it.
+    """
+    entries = _root_entries(roots)
+    for label, path in paths.items():
+        real = os.path.realpath(path)
+        for entry in entries:
+            target = os.path.realpath(entry)
+            if real == target:
+                raise ValueError(
+                    f"{label} {path} is one of the inputs ({entry}): it would be overwritten; "
+                    "write it elsewhere"
+                )
+            if os.path.isdir(target) and _inside(real, [target]):
+                raise ValueError(
+                    f"{label} {path} is inside the lake being crawled ({entry}); write it "
+                    "outside the roots"
+                )
+
+
+def _check_folder_of(path: str, label: str) -> None:
+    """The folder that will hold ``path`` exists and is writable; ``path`` is no folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"the folder of {label} {path} does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {label} {path}: the folder {folder} is not writable")
 
 
 def discover(roots, exclude=()) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
@@ -81,19 +148,7 @@ def discover(roots, exclude=()) -> tuple[list[tuple[str, int]], list[tuple[str, 
     Raises:
         ValueError: a root that does not exist (naming it).
     """
-    if isinstance(roots, str | os.PathLike):
-        roots = [roots]
-    entries = []
-    for root in roots:
-        root = os.fspath(root)
-        if os.path.lexists(root):
-            entries.append(root)
-            continue
-        hits = sorted(glob.glob(root, recursive=True)) if glob.has_magic(root) else []
-        if not hits:
-            raise ValueError(f"ingest root {root!r} does not exist")
-        entries.extend(hits)
-    entries = [os.path.abspath(e) for e in entries]
+    entries = _root_entries(roots)
     root_dirs = [os.path.realpath(e) for e in entries if os.path.isdir(e)]
     excluded = {os.path.realpath(os.fspath(p)) for p in exclude}
     files: dict[str, tuple[str, int]] = {}
@@ -151,17 +206,103 @@ def discover(roots, exclude=()) -> tuple[list[tuple[str, int]], list[tuple[str, 
 
 
 # ---------------------------------------------------------------------------------- execution
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them (see ``_stop_pool``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_LAUNCH = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main():
+    """Start processes that do not run the caller's ``__main__`` again.
+
+    A forkserver or spawn child imports the parent's main script before it runs anything; a
+    script without ``if __name__ == "__main__":`` would then crawl again in every worker (or
+    fail with multiprocessing's bootstrapping error). The workers only run ``process_file``,
+    so the main module is left out of what they are told to prepare.
+    """
+    from multiprocessing import spawn
+
+    real = spawn.get_preparation_data
+
+    def prepare(name):
+        data = real(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _LAUNCH:
+        spawn.get_preparation_data = prepare
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = real
+
+
+if "forkserver" in multiprocessing.get_all_start_methods():
+    _BaseContext, _BaseProcess = (
+        multiprocessing.context.ForkServerContext,
+        multiprocessing.context.ForkServerProcess,
+    )
+else:  # pragma: no cover - Windows, some macOS builds
+    _BaseContext, _BaseProcess = (
+        multiprocessing.context.SpawnContext,
+        multiprocessing.context.SpawnProcess,
+    )
+
+
+class _WorkerProcess(_BaseProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        with _without_main():
+            return _BaseProcess._Popen(process_obj)
+
+
+class _WorkerContext(_BaseContext):
+    Process = _WorkerProcess
+
+
 def _pool(workers: int):
     # forkserver (spawn on platforms without it): a fresh interpreter per worker, never a fork
     # of a process that may hold JAX threads or open HDF5 handles.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
+    ctx = _WorkerContext()
+    if ctx.get_start_method() == "forkserver":
         # The server imports the readers (NumPy, h5py, boost-histogram) once; each worker is a
         # fork of it and starts warm instead of paying ~1 s of imports.
         ctx.set_forkserver_preload(["ingest._warm"])
-    else:  # pragma: no cover - Windows, some macOS builds
-        ctx = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop a pool now (Ctrl-C, an error): workers are killed, not waited for.
+
+    A file being read is simply not recorded; the next run reads it again.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(timeout=1.0)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=1.0)
+
+
+def stop_forkserver() -> None:
+    """Kill multiprocessing's fork server, if this process started one (the command does so
+    on Ctrl-C just before it exits: the server holds the command's stderr open, and its own
+    exit would keep a pipe reading it waiting ~1-2 s more). A later pool starts a new one."""
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _run(tasks, executor, workers, on_result):
@@ -179,9 +320,9 @@ def _run(tasks, executor, workers, on_result):
         executor = own = _pool(n)
     # A bounded window of submitted files keeps the partial results in memory small.
     window = max(4, 2 * (workers or os.cpu_count() or 1))
+    pending = set()
     try:
         it = iter(tasks)
-        pending = set()
         for task in it:
             pending.add(executor.submit(process_file, task))
             if len(pending) >= window:
@@ -193,6 +334,14 @@ def _run(tasks, executor, workers, on_result):
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.add(executor.submit(process_file, nxt))
+    except BaseException:
+        # Ctrl-C or an error: stop at once; what was recorded stays recorded.
+        if own is not None:
+            _stop_pool(own)
+            own = None
+        for fut in pending:
+            fut.cancel()
+        raise
     finally:
         if own is not None:
             own.shutdown(wait=True, cancel_futures=True)
@@ -253,17 +402,70 @@ def _check_bounds(bounds, d: int):
     return out
 
 
-def _check_bins(bins, d: int) -> tuple[int, ...]:
+def _check_bins(bins, d: int, notes: list[str] | None = None) -> tuple[int, ...]:
+    """Bins per axis, within the node cap: one integer for all axes shrinks to
+    ``floor(cap ** (1/d))`` (as ``EnergyMap.from_samples`` does, with a note); bins given per
+    axis over the cap are an error. Checked before the crawl: the counts of a crawl are held
+    as int64 on the whole grid."""
+    from energy._grid import MAX_DEFAULT_NODES as cap  # 2**24, energy's default node cap
+
     shape = (bins,) * d if np.ndim(bins) == 0 else tuple(bins)
     if len(shape) != d or any(int(n) != n or n < 2 for n in shape):
         raise ValueError(f"bins: expected an integer >= 2 per variable, got {bins!r}")
-    return tuple(int(n) for n in shape)
+    shape = tuple(int(n) for n in shape)
+    nodes = math.prod(shape)
+    if nodes <= cap:
+        return shape
+    if np.ndim(bins) != 0:
+        raise ValueError(
+            f"bins {list(shape)}: {nodes} map nodes, over the cap of {cap} (2^{cap.bit_length() - 1});"
+            " ask fewer bins (their product at most the cap)"
+        )
+    reduced = max(2, int(np.floor(cap ** (1.0 / d) + 1e-9)))
+    if notes is not None:
+        notes.append(
+            f"bins: {shape[0]} per axis for {d} variables is {nodes} map nodes, over the cap of "
+            f"{cap}; shrunk to {reduced} per axis (as energy.EnergyMap.from_samples does)"
+        )
+    return (reduced,) * d
 
 
 def _edges(bounds, shape):
     from energy import bin_edges  # the map's own definition of bins centred on nodes
 
     return tuple(np.asarray(e, dtype=np.float64) for e in bin_edges(bounds, shape))
+
+
+@dataclasses.dataclass
+class _Plan:
+    """A crawl's arguments, checked before any work."""
+
+    roots: list
+    specs: list
+    prof_name: str | None
+    shape: tuple[int, ...]
+    wanted: list
+    notes: list[str]
+
+
+def _plan(roots, variables, profile, bins, bounds, workers) -> _Plan:
+    roots = [roots] if isinstance(roots, str | os.PathLike) else list(roots)
+    specs = resolve_vars(variables, profile)
+    prof_name = None
+    if profile is not None:
+        from ._profiles import Profile, load_profile
+
+        prof = profile if isinstance(profile, Profile) else load_profile(profile)
+        prof_name = prof.name
+    d = len(specs)
+    notes: list[str] = []
+    shape = _check_bins(bins, d, notes)
+    asked = _check_bounds(bounds, d)
+    wanted = [a if a is not None else s.bounds for a, s in zip(asked, specs, strict=True)]
+    if workers is not None and (int(workers) != workers or workers < 1):
+        raise ValueError(f"workers: expected an integer >= 1, got {workers!r}")
+    _root_entries(roots)  # a missing root is an error now, not after other checks
+    return _Plan(roots, specs, prof_name, shape, wanted, notes)
 
 
 def count(
@@ -292,12 +494,16 @@ def count(
         variables: ``"NAME[:UNIT]"`` strings (or ``(name, unit)`` pairs), in axis order.
         profile: a shipped profile name (``"grid"``, ``"casting"``, ``"wind"``), a TOML path or
             None.
-        bins: bins (= map nodes) per axis, one int or one per variable.
+        bins: bins (= map nodes) per axis, one int or one per variable. The map may have at
+            most 2**24 nodes: one int shrinks to ``floor(2**(24/d))`` (the report says so), bins
+            given per variable over the cap are an error.
         bounds: ``[(lo, hi)]`` per variable in the asked units (an entry may be None).
         workers: local processes (default: all cores; 1 reads in this process).
         executor: any ``concurrent.futures.Executor`` (e.g. ``dask`` ``client.get_executor()``);
             it overrides ``workers``.
-        state: folder of the resumable state (None: not resumable).
+        state: folder of the resumable state (None: not resumable). Created with a marker;
+            an existing folder without it is refused (never deleted). ``STATE.lock`` beside it
+            is held while the crawl runs: a second crawl of the same state fails at once.
         progress: None (a bar on a terminal, else lines), ``"bar"``, ``"lines"`` or False.
         exclude: paths the crawl leaves out.
 
@@ -306,25 +512,31 @@ def count(
 
     Raises:
         EmptyCrawlError: no row was counted (the report says why).
-        ValueError: bad arguments, unknown profile or unit, a missing root.
+        ValueError: bad arguments, unknown profile or unit, a missing root, the state folder
+            inside the lake (all checked before any work).
+        StateError: ``state`` exists and is not a crawl state (nothing is changed).
+        BusyError: another crawl is using ``state``.
 
     Example:
         >>> c = count("lake/", ["wind_speed:m/s", "power:kW"], profile="wind")  # doctest: +SKIP
         >>> c.counts.shape
         (64, 64)
     """
-    roots = [roots] if isinstance(roots, str | os.PathLike) else list(roots)
-    specs = resolve_vars(variables, profile)
-    prof_name = None
-    if profile is not None:
-        from ._profiles import Profile, load_profile
+    plan = _plan(roots, variables, profile, bins, bounds, workers)
+    if state is None:
+        return _count(plan, workers, executor, None, progress, exclude)
+    state = os.path.abspath(os.fspath(state))
+    _check_folder_of(state, "the state folder")
+    _check_outside_lake(plan.roots, {"the state folder": state})
+    with CrawlLock(_lock_path(state), f"the crawl state {state}"):
+        return _count(plan, workers, executor, state, progress, exclude)
 
-        prof = profile if isinstance(profile, Profile) else load_profile(profile)
-        prof_name = prof.name
+
+def _count(plan: _Plan, workers, executor, state, progress, exclude) -> Counts:
+    """The crawl of :func:`count`, its arguments checked (and the state locked)."""
+    roots, specs, prof_name, shape = plan.roots, plan.specs, plan.prof_name, plan.shape
+    wanted = list(plan.wanted)
     d = len(specs)
-    shape = _check_bins(bins, d)
-    asked = _check_bounds(bounds, d)
-    wanted = [a if a is not None else s.bounds for a, s in zip(asked, specs, strict=True)]
     if progress is False:
         progress = "off"
     excl = list(exclude) + ([state] if state is not None else [])
@@ -351,10 +563,16 @@ def count(
                 mode = "off"
             bar = _Progress(mode, len(files), 0, sum(s for _, s in files), 0, desc="bounds")
 
+            lo_from: list[str | None] = [None] * d  # the file of each extreme (for errors)
+            hi_from: list[str | None] = [None] * d
+
             def on_extremes(res: FileResult):
                 if res.lo is not None:
-                    np.minimum(lo, res.lo, out=lo)
-                    np.maximum(hi, res.hi, out=hi)
+                    for i in range(d):
+                        if res.lo[i] < lo[i]:
+                            lo[i], lo_from[i] = res.lo[i], res.path
+                        if res.hi[i] > hi[i]:
+                            hi[i], hi_from[i] = res.hi[i], res.path
                 bar.update(res.path, res.size)
 
             tasks = [FileTask(p, tuple(specs), None) for p, _ in files]
@@ -362,15 +580,10 @@ def count(
                 _run(tasks, executor, workers, on_extremes)
             finally:
                 bar.close()
-            stored = []
-            for i in range(d):
-                if not (np.isfinite(lo[i]) and np.isfinite(hi[i])):
-                    stored = None
-                    break
-                a, b = float(lo[i]), float(hi[i])
-                if a == b:  # a constant: one unit either side, so the map has a width
-                    a, b = a - 0.5, b + 0.5
-                stored.append((a, b))
+            # Finite extremes only (+-inf never reach them); a constant or a span too narrow
+            # for distinct bins is widened; a span no map can hold is an error naming it.
+            names = [s.name for s in specs]
+            stored = auto_bounds(names, lo, hi, lo_from, hi_from, shape, wanted)
             if stored is not None and st is not None:
                 st.save_bounds(stored)
         if stored is not None:
@@ -379,6 +592,13 @@ def count(
         # No row survived anywhere: count with placeholder bounds so the report says why.
         wanted = [w if w is not None else (0.0, 1.0) for w in wanted]
     edges = _edges(wanted, shape)
+    # What a file's counts depend on: a part recorded under anything else is counted again.
+    counted_under = {
+        "version": 1,
+        "variables": [dataclasses.asdict(s) for s in specs],
+        "profile": prof_name,
+        "edges": [e.tolist() for e in edges],
+    }
 
     # Counts are added as files finish (integers: exact in any order) and each file keeps only
     # its report lines, so memory stays one histogram whatever the size of the lake.
@@ -393,9 +613,14 @@ def count(
 
     # Resume: keep the records of files unchanged since; recount the others.
     present = {p for p, _ in files}
+    recounted = 0
     if st is not None:
-        for res in st.load():
+        for res, same_config in st.load(counted_under):
             if res.path not in present:
+                st.forget(res.path)
+                continue
+            if not same_config:
+                recounted += 1
                 st.forget(res.path)
                 continue
             try:
@@ -418,7 +643,7 @@ def count(
 
     def on_result(res: FileResult):
         if st is not None:
-            st.save(res)
+            st.save(res, counted_under)
         add(res)
         prog.update(res.path, res.size)
 
@@ -428,6 +653,12 @@ def count(
         prog.close()
 
     report = IngestReport(files_resumed=resumed)
+    report.notes.extend(plan.notes)
+    if recounted:
+        report.notes.append(
+            f"{recounted} files recounted: an earlier run in {state} counted them under another "
+            "configuration (variables, units, bins or bounds)"
+        )
     report.files_skipped.extend(pre_skipped)
     dropped = dict.fromkeys(DROP_REASONS, 0)
     units_seen: dict[str, set] = {s.name: set() for s in specs}
@@ -481,18 +712,32 @@ def ingest(
     The map is ``energy.EnergyMap.from_counts(counts, bounds, smoothing, names, units,
     provenance)`` of :func:`count`'s histogram. With ``output``, the crawl is resumable (its
     state sits beside the output as ``OUT.ingest-state``, removed once the map is written):
-    running the same call again after a crash or ``kill -9`` finishes with exactly the counts
-    of an uninterrupted run.
+    running the same call again after a crash, Ctrl-C or ``kill -9`` finishes with exactly the
+    counts of an uninterrupted run. ``OUT.ingest-state.lock`` is held while it runs: a second
+    run writing the same output fails at once (:class:`BusyError`).
+
+    Everything is checked before any work, and nothing is written when a check fails: the
+    variables, units, profile, bins (node cap), bounds, smoothing and workers; the output's
+    folder exists and is writable; the output and its state are neither an input nor inside a
+    crawled folder; an existing ``OUT.ingest-state`` was made by ingest.
+
+    Pool workers never import the calling script again, so a script without
+    ``if __name__ == "__main__":`` works too.
 
     Args:
         roots: directories, files or glob patterns.
         variables: ``"NAME[:UNIT]"`` strings, in axis order.
         output: the ``.npz`` to write (atomically), or None.
         profile, bins, bounds, workers, executor, progress: as in :func:`count`.
-        smoothing: Gaussian width in grid cells for ``from_counts``.
+        smoothing: Gaussian width in grid cells for ``from_counts`` (finite, >= 0; one for all
+            axes or one per variable).
 
     Returns:
         ``(map, report)``: the ``energy.EnergyMap`` and the :class:`IngestReport`.
+
+    Raises:
+        ValueError, StateError, BusyError, PermissionError: a check above (the message names
+            the path or value); EmptyCrawlError: no row was counted.
 
     Example:
         >>> m, report = ingest("lake/", ["ws:m/s", "p:kW"], profile="wind",
@@ -501,29 +746,37 @@ def ingest(
     """
     import energy
 
-    state = state_path(output) if output is not None else None
-    exclude = [output] if output is not None else []
-    c = count(
-        roots,
-        variables,
-        profile=profile,
-        bins=bins,
-        bounds=bounds,
-        workers=workers,
-        executor=executor,
-        state=state,
-        progress=progress,
-        exclude=exclude,
-    )
-    m = energy.EnergyMap.from_counts(
-        c.counts,
-        c.bounds,
-        smoothing=smoothing,
-        names=c.names,
-        units=[u if u is not None else "" for u in c.units],
-        provenance=c.provenance(),
-    )
+    plan = _plan(roots, variables, profile, bins, bounds, workers)
+    d = len(plan.specs)
+    sm = np.asarray(smoothing, dtype=np.float64) if np.ndim(smoothing) <= 1 else None
+    if sm is None or sm.ndim == 1 and sm.size not in (1, d):
+        raise ValueError(f"smoothing: one width or one per variable ({d}), got {smoothing!r}")
+    if not (np.all(np.isfinite(sm)) and np.all(sm >= 0)):
+        raise ValueError(f"smoothing must be finite and >= 0 (grid cells), got {smoothing!r}")
+    lock = None
+    state = None
     if output is not None:
-        m.save(output)
-        CrawlState.remove_folder(state)
+        output = os.path.abspath(os.fspath(output))
+        if os.path.isdir(output):
+            raise ValueError(f"the output {output} is a folder: name the .npz file to write")
+        _check_folder_of(output, "the output")
+        state = state_path(output)
+        _check_outside_lake(plan.roots, {"the output": output, "its crawl state": state})
+        lock = CrawlLock(_lock_path(state), output).acquire()
+    try:
+        c = _count(plan, workers, executor, state, progress, [output] if output else [])
+        m = energy.EnergyMap.from_counts(
+            c.counts,
+            c.bounds,
+            smoothing=smoothing,
+            names=c.names,
+            units=[u if u is not None else "" for u in c.units],
+            provenance=c.provenance(),
+        )
+        if output is not None:
+            m.save(output)
+            CrawlState.remove_folder(state)
+    finally:
+        if lock is not None:
+            lock.release()
     return m, c.report

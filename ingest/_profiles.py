@@ -65,7 +65,8 @@ class Profile:
 class VarSpec:
     """A variable resolved for a crawl: the names to look for, units, range and bounds.
 
-    ``candidates`` are lower-case leaf names in order of preference; ``unit`` is the unit of
+    ``candidates`` are leaf names in order of preference, as written (a file's name is matched
+    exactly first, then case-insensitively when only one matches that way); ``unit`` is the unit of
     the map axis (None: values as the files have them); ``range`` drops implausible values;
     ``source_units`` maps a lower-case leaf name to the unit its files use when they say none.
     """
@@ -231,11 +232,11 @@ def resolve_vars(variables, profile: Profile | str | os.PathLike | None = None) 
             except UnitError as err:
                 raise ValueError(f"--var {name}:{unit}: {err}") from err
         pv = profile.find(name) if profile is not None else None
-        cands = [name.lower()]
+        cands = [name]
         if pv is not None:
             for alias in (pv.name, *pv.aliases):
-                if alias.lower() not in cands:
-                    cands.append(alias.lower())
+                if alias not in cands:
+                    cands.append(alias)
             # Profile ranges and bounds are in the profile's unit: convert them to the asked one.
             rng, bnd = pv.range, pv.bounds
             if unit is not None and pv.unit is not None:

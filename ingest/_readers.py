@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._cf import Decoder, attr_text, find_attr
+from ._cf import Decoder, attr_text, find_units
 from ._compiled import optional_kernel
 from ._netcdf3 import NC3File, NC3FormatError
 
@@ -28,6 +28,9 @@ _HDF5_EXTS = (".h5", ".hdf5", ".he5", ".hdf", ".nc", ".nc4", ".cdf", ".netcdf")
 # Target size of one block read from a file: big enough to amortise the per-call costs of
 # h5py and NumPy, small enough that a worker holds a few tens of MB at a time.
 BLOCK_BYTES = 8 << 20
+# The longest text line kept (a header, or a row): a longer one is skipped as junk, so a file
+# without line ends never fills the memory.
+MAX_LINE_BYTES = 32 << 20
 
 
 class SkipFile(Exception):
@@ -124,11 +127,46 @@ class Table:
             )
 
 
-def _choose(specs, entries, where: str):
-    """Match each spec to one entry (dict leaf_lower -> entry) by candidate order, or None."""
+class _Ambiguous(SkipFile):
+    """Two names match one asked variable the same way."""
+
+
+def _pick(spec, names: dict, what: str = "variables", unusable=()):
+    """The entry of ``names`` (name -> entry) that ``spec`` asks for, or None.
+
+    Each candidate in order (the asked name, then a profile's aliases): an exact match first;
+    else a case-insensitive match when exactly one name matches that way. Two names that match
+    one candidate case-insensitively (``Power`` and ``POWER``) are an error naming both. A
+    candidate that is exactly the name of something unusable (in ``unusable``: a netCDF
+    dimension ``D1`` beside a variable ``d1``) stops the search: it is reported, not replaced.
+    """
+    lower = None
+    for cand in spec.candidates:
+        if cand in names:
+            return names[cand]
+        if cand in unusable:
+            return None
+        if lower is None:
+            lower = {}
+            for n in names:
+                lower.setdefault(n.lower(), []).append(n)
+        hits = lower.get(cand.lower(), [])
+        if len(hits) == 1:
+            return names[hits[0]]
+        if len(hits) > 1:
+            both = " and ".join(repr(h) for h in hits[:4])
+            raise _Ambiguous(
+                f"ambiguous: {spec.name} matches {what} {both} (they differ only in case; "
+                "ask for one by its exact name)"
+            )
+    return None
+
+
+def _choose(specs, entries: dict, what: str = "variables", unusable=()):
+    """Match each spec to one entry (dict name -> entry), or None when one is missing."""
     out = []
     for spec in specs:
-        hit = next((entries[c] for c in spec.candidates if c in entries), None)
+        hit = _pick(spec, entries, what, unusable)
         if hit is None:
             return None
         out.append(hit)
@@ -145,67 +183,166 @@ def _check_shapes(columns: list[Column], label: str):
         raise SkipFile(f"scalar variables{label}")
 
 
-def _missing(specs, names) -> str:
-    lower = {n.lower() for n in names}
-    miss = [s.name for s in specs if not any(c in lower for c in s.candidates)]
+def _missing(specs, names, unusable: dict | None = None) -> str:
+    """Why no table was found: the variables that exist but cannot be used, else the missing."""
+    names = {n: n for n in names}
+    unusable = unusable or {}
+    for spec in specs:
+        if unusable and _pick(spec, names, unusable=unusable) is None:
+            hit = _pick(spec, unusable)
+            if hit is not None:
+                return f"{spec.name}: {hit}"
+    miss = [s.name for s in specs if _pick(s, names, unusable=unusable) is None]
     return "no matching variables" + (f" (missing {', '.join(miss)})" if miss else "")
 
 
+def _unusable_dtype(dt) -> str | None:
+    """Why values of this dtype cannot be counted, or None when they can."""
+    if dt.kind in "biuf" and dt.shape == ():
+        return None
+    if dt.kind == "c":
+        return "complex numbers (not supported: count the real and imaginary parts apart)"
+    if dt.kind in "SUO" or dt.kind == "T":
+        return "text (strings), not numbers"
+    return f"of type {dt} (not plain numbers)"
+
+
 # ---------------------------------------------------------------------------------------- HDF5
+# netCDF-C stores a dimension that has no coordinate variable as an empty HDF5 dimension scale
+# whose NAME attribute starts with this text (nc4hdf.c), and a variable that has a dimension's
+# name but is not its coordinate variable as "_nc4_non_coord_NAME".
+_NC4_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable"
+_NC4_NON_COORD = "_nc4_non_coord_"
+
+# HDF5 filters that are plugins (not built into libhdf5), by registered id
+# (https://github.com/HDFGroup/hdf5_plugins/blob/master/docs/RegisteredFilterPlugins.md).
+_FILTER_NAMES = {
+    305: "LZO",
+    307: "bzip2",
+    32000: "LZF",
+    32001: "Blosc",
+    32004: "LZ4",
+    32008: "bitshuffle",
+    32013: "ZFP",
+    32015: "Zstandard (zstd)",
+    32017: "SZ",
+    32018: "FCIDECOMP",
+    32024: "SZ3",
+    32026: "Blosc2",
+}
+
+
+def _nc4_dimension_only(obj) -> bool:
+    """True for netCDF-4's placeholder of a dimension without a variable (no values)."""
+    attrs = obj.attrs
+    if "CLASS" not in attrs or "NAME" not in attrs:
+        return False
+    name = attr_text(attrs["NAME"])
+    return bool(name) and name.startswith(_NC4_DIM_ONLY)
+
+
+def _hdf5_check_data(ds, col: Column) -> None:
+    """Refuse a dataset with no values, never written, or needing a missing filter plugin."""
+    import h5py
+
+    where = f"/{col.path}"
+    if ds.size == 0:
+        raise SkipFile(f"{col.leaf}: {where} is empty (shape {ds.shape}, no values)")
+    dcpl = ds.id.get_create_plist()
+    if (
+        dcpl.get_layout() != h5py.h5d.VIRTUAL
+        and dcpl.get_external_count() == 0
+        and ds.id.get_storage_size() == 0
+    ):
+        raise SkipFile(
+            f"no data: {col.leaf} ({where}) was created but never written "
+            "(no storage allocated: it holds only its fill value)"
+        )
+    for i in range(dcpl.get_nfilters()):
+        code, _flags, _values, name = dcpl.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            label = _FILTER_NAMES.get(code)
+            if label is None:
+                text = name.decode("utf-8", "replace").strip("\x00 ") if name else ""
+                label = text or "an unknown"
+            raise SkipFile(
+                f"needs the {label} filter (HDF5 filter id {code}) to read {where}, and it is "
+                "not installed: pip install hdf5plugin and import hdf5plugin before the crawl"
+            )
+
+
+def _hdf5_decoder(ds) -> Decoder:
+    """The CF decoder of a dataset; NetCDF's default fill as netCDF4-python applies it."""
+    import h5py
+
+    # netCDF-C's fill mode is on for a dataset with a user-defined HDF5 fill value (what it
+    # writes for every variable unless fill is turned off): then bytes get a default fill too.
+    defined = ds.id.get_create_plist().fill_value_defined()
+    mode = "all" if defined == h5py.h5d.FILL_VALUE_USER_DEFINED else "not-bytes"
+    return Decoder.from_attrs(ds.attrs, ds.dtype, default_fill=mode)
+
+
 def _hdf5_tables(f, specs) -> list[Table]:
     import h5py
 
     groups: dict[str, dict[str, Column]] = {}
     every: dict[str, list[Column]] = {}
-
-    def unit_of(attrs):
-        return attr_text(find_attr(attrs, "units", "unit"))
+    unusable: dict[str, str] = {}  # leaf -> why it cannot be counted (for the report)
 
     def visit(name, obj):
-        if not isinstance(obj, h5py.Dataset) or obj.ndim == 0:
+        if not isinstance(obj, h5py.Dataset):
             return
         parent, _, leaf = name.rpartition("/")
+        if leaf.startswith(_NC4_NON_COORD):
+            leaf = leaf[len(_NC4_NON_COORD) :]
         dt = obj.dtype
-        if dt.names:  # compound dataset (a table): its numeric fields are columns
+        if dt.names and obj.ndim > 0:  # compound dataset (a table): its numeric fields are columns
             for field in dt.names:
                 sub = dt.fields[field][0]
-                if sub.kind in "biuf" and sub.shape == ():
-                    col = Column(
-                        path=name,
-                        leaf=field,
-                        unit=unit_of({}),
-                        decoder=Decoder(),
-                        shape=obj.shape,
-                        field=field,
-                    )
-                    groups.setdefault(name, {}).setdefault(field.lower(), col)
-                    every.setdefault(field.lower(), []).append(col)
+                why = _unusable_dtype(sub)
+                if why is not None:
+                    unusable.setdefault(field, f"field {field!r} of /{name} is {why}")
+                    continue
+                col = Column(
+                    path=name,
+                    leaf=field,
+                    unit=None,
+                    decoder=Decoder(),
+                    shape=obj.shape,
+                    field=field,
+                )
+                groups.setdefault(name, {}).setdefault(field, col)
+                every.setdefault(field, []).append(col)
             return
-        if dt.kind not in "biuf":
+        why = "a scalar (one value, no rows)" if obj.ndim == 0 else _unusable_dtype(dt)
+        if why is None and _nc4_dimension_only(obj):
+            why = "a netCDF dimension without values (not a variable)"
+        if why is not None:
+            unusable.setdefault(leaf, f"/{name} is {why}")
             return
         col = Column(
             path=name,
             leaf=leaf,
-            unit=unit_of(obj.attrs),
-            decoder=Decoder.from_attrs(obj.attrs, dt),
+            unit=find_units(obj.attrs),
+            decoder=None,
             shape=obj.shape,
         )
-        groups.setdefault(parent, {}).setdefault(leaf.lower(), col)
-        every.setdefault(leaf.lower(), []).append(col)
+        groups.setdefault(parent, {}).setdefault(leaf, col)
+        every.setdefault(leaf, []).append(col)
 
     f.visititems(visit)
     chosen = []
     for group in sorted(groups):
-        cols = _choose(specs, groups[group], group)
+        cols = _choose(specs, groups[group], unusable=unusable)
         if cols is not None:
             chosen.append((group, cols))
     if not chosen:
         # No group holds them all: take unique matches across the whole file.
         cols = []
         for spec in specs:
-            hits = next((every[c] for c in spec.candidates if c in every), None)
+            hits = _pick(spec, every, unusable=unusable)
             if hits is None:
-                raise SkipFile(_missing(specs, every))
+                raise SkipFile(_missing(specs, every, unusable))
             if len(hits) > 1:
                 paths = ", ".join("/" + c.path for c in hits[:4])
                 raise SkipFile(f"ambiguous: {spec.name} matches {paths}")
@@ -216,6 +353,10 @@ def _hdf5_tables(f, specs) -> list[Table]:
         label = f" in /{group}" if group else ""
         _check_shapes(cols, label)
         dsets = [f[c.path] for c in cols]
+        for ds, col in zip(dsets, cols, strict=True):
+            _hdf5_check_data(ds, col)
+            if col.decoder is None:
+                col.decoder = _hdf5_decoder(ds)
 
         def read(start, stop, dsets=dsets, cols=cols):
             out = []
@@ -233,19 +374,24 @@ def _hdf5_tables(f, specs) -> list[Table]:
 
 # ------------------------------------------------------------------------------------ NetCDF 3
 def _nc3_tables(nc: NC3File, specs) -> list[Table]:
-    entries = {}
+    entries, unusable = {}, {}
     for name, var in nc.variables.items():
-        if var.dtype.kind in "biuf" and var.shape:
-            entries.setdefault(name.lower(), var)
-    hits = _choose(specs, entries, "")
+        why = "a scalar (one value, no rows)" if not var.shape else _unusable_dtype(var.dtype)
+        if why is None and 0 in var.shape:
+            why = f"empty (shape {var.shape}, no values)"
+        if why is None:
+            entries[name] = var
+        else:
+            unusable[name] = f"{name} is {why}"
+    hits = _choose(specs, entries, unusable=unusable)
     if hits is None:
-        raise SkipFile(_missing(specs, nc.variables))
+        raise SkipFile(_missing(specs, entries, unusable))
     cols = [
         Column(
             path=v.name,
             leaf=v.name,
-            unit=attr_text(find_attr(v.attrs, "units", "unit")),
-            decoder=Decoder.from_attrs(v.attrs, v.dtype.newbyteorder("=")),
+            unit=find_units(v.attrs),
+            decoder=Decoder.from_attrs(v.attrs, v.dtype.newbyteorder("="), default_fill="all"),
             shape=v.shape,
         )
         for v in hits
@@ -287,7 +433,12 @@ class _TextTable:
 
     def _init(self, specs):
         header = None
-        for raw in self._f:
+        while True:
+            raw = self._f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                break
+            if len(raw) > MAX_LINE_BYTES:
+                raise SkipFile(f"a header or preamble line longer than {MAX_LINE_BYTES} bytes")
             line = raw.decode("utf-8", errors="replace")
             if header is None:
                 # A byte-order mark (Excel exports) is not part of the first column's name.
@@ -299,18 +450,30 @@ class _TextTable:
             break
         if header is None:
             raise SkipFile("no header line")
+        if "\x00" in header:
+            raise SkipFile("NUL bytes in the header line")
         counts = {d: header.count(d) for d in _DELIMS}
         best = max(_DELIMS, key=lambda d: counts[d])
         self.delim = best if counts[best] > 0 else None
-        fields = next(csv.reader([header], delimiter=self.delim)) if self.delim else header.split()
+        try:
+            fields = (
+                next(csv.reader([header], delimiter=self.delim)) if self.delim else header.split()
+            )
+        except csv.Error as err:
+            raise SkipFile(f"unreadable header line ({err})") from err
         names, units = zip(*(split_header_field(f) for f in fields), strict=True)
         self.ncols = len(names)
-        entries = {}
+        entries, columns = {}, {}
         for i, name in enumerate(names):
-            entries.setdefault(name.lower(), (i, name, units[i]))
-        hits = _choose(specs, entries, "")
+            entries.setdefault(name, (i, name, units[i]))
+            columns.setdefault(name, []).append(i + 1)
+        hits = _choose(specs, entries, "columns")
         if hits is None:
             raise SkipFile(_missing(specs, names))
+        for _, name, _ in hits:
+            if len(columns[name]) > 1:
+                where = " and ".join(str(c) for c in columns[name][:4])
+                raise SkipFile(f"ambiguous: two columns are named {name!r} (columns {where})")
         self.usecols = [h[0] for h in hits]
         self.columns = [
             Column(path=name, leaf=name, unit=unit, decoder=Decoder(), shape=(-1,))
@@ -319,19 +482,34 @@ class _TextTable:
         self.label = ""
 
     def blocks(self, convert) -> Iterator[tuple[list[np.ndarray], int]]:
-        """Decoded blocks of rows and the junk lines met in each."""
+        """Decoded blocks of rows and the junk lines met in each.
+
+        A line longer than ``MAX_LINE_BYTES`` is skipped as one junk line (never held whole).
+        """
         a = [np.float64(ab[0]) for ab in convert]
         b = [np.float64(ab[1]) for ab in convert]
         rest = b""
+        skipping = False  # inside a line too long to keep: drop bytes up to its end
         while True:
             chunk = self._f.read(BLOCK_BYTES)
             if not chunk:
                 break
+            if skipping:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    continue
+                skipping, chunk = False, chunk[nl + 1 :]
+                if not chunk:
+                    continue
             if rest:
                 chunk = rest + chunk
             cut = chunk.rfind(b"\n")
             if cut < 0:
-                rest = chunk
+                if len(chunk) > MAX_LINE_BYTES:
+                    rest, skipping = b"", True
+                    yield [np.empty(0) for _ in self.usecols], 1
+                else:
+                    rest = chunk
                 continue
             if cut + 1 == len(chunk):  # the usual case for the last block: no copy
                 rest, text = b"", chunk
@@ -339,6 +517,8 @@ class _TextTable:
                 rest, text = chunk[cut + 1 :], chunk[: cut + 1]
             values, junk = self._parse(text)
             yield _convert(values, a, b), junk
+        if skipping:
+            return
         if rest.strip():
             values, junk = self._parse(rest + b"\n")
             yield _convert(values, a, b), junk
@@ -385,19 +565,25 @@ class _TextTable:
         return self._parse_slow(text.decode("utf-8", errors="replace"))
 
     def _parse_slow(self, text: str) -> tuple[list[np.ndarray], int]:
+        """Line by line: each line on its own, so a stray quote spoils only its own line."""
         rows, junk = [], 0
-        lines = text.splitlines()
-        reader = (
-            csv.reader(lines, delimiter=self.delim)
-            if self.delim
-            else (line.split() for line in lines)
-        )
         nan = float("nan")
-        for line, fields in zip(lines, reader, strict=True):
+        delim, ncols = self.delim, self.ncols
+        for line in text.splitlines():
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 continue
-            if len(fields) != self.ncols:
+            if delim is None:
+                fields = line.split()
+            elif '"' not in line:
+                fields = line.split(delim)  # what the csv module gives for an unquoted line
+            else:
+                try:
+                    fields = next(csv.reader([line], delimiter=delim, strict=True))
+                except (csv.Error, StopIteration):  # a stray quote, a field over the limit
+                    junk += 1
+                    continue
+            if len(fields) != ncols:
                 junk += 1
                 continue
             row = []

@@ -21,6 +21,8 @@ class IngestReport:
         bytes_read: total size of the files read.
         files_resumed: files whose counts came from an earlier, interrupted run.
         units: variable -> the units its files stated (sorted, unique).
+        notes: what the crawl changed or redid on its own, one line each (bins shrunk to the
+            node cap, parts of an earlier run recounted under this configuration).
     """
 
     files_read: list[str] = dataclasses.field(default_factory=list)
@@ -30,6 +32,7 @@ class IngestReport:
     bytes_read: int = 0
     files_resumed: int = 0
     units: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def rows_total(self) -> int:
@@ -45,6 +48,7 @@ class IngestReport:
             "rows_dropped": {k: int(v) for k, v in self.rows_dropped.items()},
             "bytes_read": int(self.bytes_read),
             "units_in_files": {k: list(v) for k, v in self.units.items()},
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
     def __str__(self) -> str:
@@ -58,4 +62,5 @@ class IngestReport:
         dropped = sum(self.rows_dropped.values())
         lines.append(f"rows dropped: {dropped}")
         lines += [f"  {reason}: {n}" for reason, n in self.rows_dropped.items()]
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)

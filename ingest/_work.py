@@ -16,12 +16,20 @@ import numpy as np
 
 from ._compiled import optional_kernel
 from ._readers import SkipFile, detect, open_tables
-from ._units import UnitError, conversion
+from ._units import UnitError, conversion, is_time_reference
 
 __all__ = ["FileResult", "FileTask", "fingerprint", "process_file", "DROP_REASONS"]
 
 # Why a row is dropped, in report order.
-DROP_REASONS = ("missing value", "out of physical range", "outside bounds", "junk line")
+# A non-finite value (+-inf: an overflow, a division by zero in a logger) is missing too, but
+# counted apart so that the report shows it.
+DROP_REASONS = (
+    "missing value",
+    "non-finite value",
+    "out of physical range",
+    "outside bounds",
+    "junk line",
+)
 _HASH_BYTES = 1 << 16  # head and tail hashed into the fingerprint: 64 KiB each
 
 
@@ -76,6 +84,13 @@ def _conversions(spec_list, columns):
             unit = dict(spec.source_units).get(col.leaf.lower())
         units[spec.name] = unit
         if spec.unit is None:
+            if is_time_reference(unit):
+                # Raw offsets from one file's epoch mean nothing next to another file's.
+                raise SkipFile(
+                    f"bad units: {col.leaf!r} is a time since a reference date ({unit!r}); "
+                    "ask for a time unit (e.g. --var NAME:s, seconds since 1970-01-01 UTC) "
+                    "to count all files on one epoch"
+                )
             out.append((1.0, 0.0))
             continue
         if not unit:
@@ -123,7 +138,7 @@ def _limits(specs, edges):
 # place (skipping those not kept) and finds the bin from a first guess, the uniform spacing
 # ``floor((x - e_0) * n / (e_n - e_0))``, moved down while ``x < e_i`` and up while
 # ``x >= e_{i+1}``: the same bin as boost's ``e_i <= x < e_{i+1}`` for every value, in a step
-# or two. Counts go in a C-order array added once per table into the boost histogram's view.
+# or two. Counts go in one C-order int64 array per file (see ``_Counter``).
 def _compile_binner():
     import numba
 
@@ -172,46 +187,66 @@ def _compile_binner():
 _binner = optional_kernel(_compile_binner)
 
 
-class _Filler:
-    """Fills a histogram with the kept rows of each block (see ``_binner``)."""
+class _Counter:
+    """The counts of one file on the map grid, in at most one grid-sized array per process.
 
-    def __init__(self, hist, edges):
-        self.hist, self.counts = hist, None
-        self.kernels = _binner() if edges is not None else False
+    Blocks go through the compiled pass (see ``_binner``) into a flat C-order int64 array;
+    blocks it does not take (no numba, integer columns) go to a boost-histogram on the same
+    edges. Each is made when first needed, so a file holds one grid, never a copy of it.
+    """
+
+    def __init__(self, edges):
+        self.edges = edges
+        self.shape = tuple(len(e) - 1 for e in edges)
+        self.grid = None  # flat C-order int64 counts (compiled pass)
+        self.hist = None  # boost-histogram (the other blocks)
+        self.kernels = _binner()
         if self.kernels:
-            self.edges = [np.ascontiguousarray(e, dtype=np.float64) for e in edges]
+            self.edges64 = [np.ascontiguousarray(e, dtype=np.float64) for e in edges]
 
     def fill(self, cols, keep, all_kept: bool):
         if not self.kernels or any(
             c.dtype not in (np.float64, np.float32) or c.ndim != 1 for c in cols
         ):
+            if self.hist is None:
+                self.hist = _histogram(self.edges)
             self.hist.fill(*(cols if all_kept else [c[keep] for c in cols]))
             return
         index, add = self.kernels
-        shape = [len(e) - 1 for e in self.edges]
-        if self.counts is None:
-            self.counts = np.zeros(int(np.prod(shape)), dtype=np.int64)
+        if self.grid is None:
+            self.grid = np.zeros(int(np.prod(self.shape)), dtype=np.int64)
         flat = np.zeros(cols[0].shape[0], dtype=np.int64)
         stride = 1
-        for c, e, k in zip(cols[::-1], self.edges[::-1], shape[::-1], strict=True):
+        for c, e, k in zip(cols[::-1], self.edges64[::-1], self.shape[::-1], strict=True):
             index(c, keep, e, stride, flat)
             stride *= k
-        add(flat, self.counts)
+        add(flat, self.grid)
 
-    def flush(self):
-        """Add the counts kept here into the histogram (once per table)."""
-        if self.counts is not None:
+    def sparse(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(flat C-order indices, counts)`` of the non-empty bins, int64; frees the grid."""
+        parts = []
+        if self.grid is not None:
+            nz = np.flatnonzero(self.grid)
+            parts.append((nz.astype(np.int64), self.grid[nz]))
+            self.grid = None
+        if self.hist is not None:
             view = self.hist.view()
-            view[...] += self.counts.reshape(view.shape)
-            self.counts = None
+            where = np.nonzero(view)  # per-axis indices, in C order: no copy of the grid
+            flat = np.ravel_multi_index(where, self.shape).astype(np.int64)
+            parts.append((flat, np.asarray(view[where], dtype=np.int64)))
+            self.hist = None
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if len(parts) == 1:
+            return parts[0]
+        index, inverse = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+        counts = np.zeros(index.size, dtype=np.int64)
+        np.add.at(counts, inverse, np.concatenate([p[1] for p in parts]))
+        return index, counts
 
 
-def _count_table(table, specs, convert, edges, hist, res: FileResult, extremes):
-    filler = _Filler(hist, edges)
-    try:
-        _count_blocks(table, specs, convert, edges, filler, res, extremes)
-    finally:
-        filler.flush()
+def _count_table(table, specs, convert, edges, counter, res: FileResult, extremes):
+    _count_blocks(table, specs, convert, edges, counter, res, extremes)
 
 
 def _count_blocks(table, specs, convert, edges, filler, res: FileResult, extremes):
@@ -224,11 +259,20 @@ def _count_blocks(table, specs, convert, edges, filler, res: FileResult, extreme
         if n == 0:
             continue
         # One combined test per value (NaN fails every comparison); the reasons of the rows
-        # that fail are worked out on those rows only, in the order missing, range, bounds.
+        # that fail are worked out on those rows only, in the order missing, non-finite,
+        # range, bounds. Without edges (the bounds pass) the limits may be infinite: +-inf
+        # must fail there too, so that it never moves the automatic bounds.
         keep = None
         for c, (lo, hi, closed) in zip(cols, limits, strict=True):
             with np.errstate(invalid="ignore"):
-                ok = (c >= lo) & ((c <= hi) if closed else (c < hi))
+                if np.isfinite(lo) and np.isfinite(hi):
+                    ok = (c >= lo) & ((c <= hi) if closed else (c < hi))
+                else:
+                    ok = np.isfinite(c)
+                    if np.isfinite(lo):
+                        ok &= c >= lo
+                    if np.isfinite(hi):
+                        ok &= (c <= hi) if closed else (c < hi)
             keep = ok if keep is None else (keep & ok)
         n_used = int(np.count_nonzero(keep))
         res.rows_used += n_used
@@ -236,19 +280,24 @@ def _count_blocks(table, specs, convert, edges, filler, res: FileResult, extreme
             gone = np.flatnonzero(~keep)  # usually few rows: gathered by index, not by mask
             bad = [c[gone] for c in cols]
             missing = np.zeros(n - n_used, dtype=bool)
+            infinite = np.zeros_like(missing)
             for c in bad:
-                missing |= ~np.isfinite(c)
+                missing |= np.isnan(c)
+                infinite |= np.isinf(c)
+            infinite &= ~missing
             out_range = np.zeros_like(missing)
             for c, spec in zip(bad, specs, strict=True):
                 if spec.range is not None:
                     out_range |= (c < spec.range[0]) | (c > spec.range[1])
-            out_range &= ~missing
+            out_range &= ~(missing | infinite)
             n_missing = int(missing.sum())
+            n_inf = int(infinite.sum())
             n_range = int(out_range.sum())
             for reason, k in (
                 ("missing value", n_missing),
+                ("non-finite value", n_inf),
                 ("out of physical range", n_range),
-                ("outside bounds", n - n_used - n_missing - n_range),
+                ("outside bounds", n - n_used - n_missing - n_inf - n_range),
             ):
                 if k:
                     res.dropped[reason] = res.dropped.get(reason, 0) + k
@@ -279,7 +328,7 @@ def process_file(task: FileTask) -> FileResult:
     res = FileResult(path, fp, fp[0])
     specs = task.specs
     d = len(specs)
-    hist = _histogram(task.edges) if task.edges is not None else None
+    counter = _Counter(task.edges) if task.edges is not None else None
     extremes = [[np.inf] * d, [-np.inf] * d]
     try:
         kind = detect(path)
@@ -287,7 +336,7 @@ def process_file(task: FileTask) -> FileResult:
             for table in tables:
                 convert, units = _conversions(specs, table.columns)
                 res.units.update({k: v for k, v in units.items() if v})
-                _count_table(table, specs, convert, task.edges, hist, res, extremes)
+                _count_table(table, specs, convert, task.edges, counter, res, extremes)
     except SkipFile as err:
         return FileResult(path, fp, fp[0], skipped=err.reason)
     except PermissionError:
@@ -297,11 +346,8 @@ def process_file(task: FileTask) -> FileResult:
         text = str(err).strip().splitlines()
         why = (text[0] if text else type(err).__name__)[:200]
         return FileResult(path, fp, fp[0], skipped=f"corrupt: {why}")
-    if hist is not None:
-        view = hist.view().ravel()
-        nz = np.flatnonzero(view)
-        res.index = nz.astype(np.int64)
-        res.counts = view[nz].astype(np.int64)
+    if counter is not None:
+        res.index, res.counts = counter.sparse()
     else:
         res.lo = np.array(extremes[0])
         res.hi = np.array(extremes[1])

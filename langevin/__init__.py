@@ -14,12 +14,15 @@ Example:
 
 from ._diagnostics import ess as ess
 from ._diagnostics import rhat as rhat
+from ._kernels import Constraints as Constraints
 from ._kernels import LangevinInfo as LangevinInfo
 from ._kernels import LangevinState as LangevinState
 from ._kernels import SamplingAlgorithm as SamplingAlgorithm
+from ._kernels import constraints as constraints
 from ._kernels import init as init
 from ._kernels import mala as mala
 from ._kernels import mala_step as mala_step
+from ._kernels import reflect as reflect
 from ._kernels import ula as ula
 from ._kernels import ula_step as ula_step
 from ._sample import SampleResult as SampleResult
@@ -34,6 +37,7 @@ from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 
 __all__ = [
+    "Constraints",
     "LangevinInfo",
     "LangevinState",
     "NoiseAnnealing",
@@ -42,6 +46,7 @@ __all__ = [
     "SweepResult",
     "TemperatureSchedule",
     "constant",
+    "constraints",
     "cosine",
     "ess",
     "geometric",
@@ -49,6 +54,7 @@ __all__ = [
     "linear",
     "mala",
     "mala_step",
+    "reflect",
     "rhat",
     "sample",
     "sweep",

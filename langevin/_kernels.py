@@ -24,13 +24,18 @@ Array = jax.Array
 EnergyFn = Callable[[Array], Array]
 
 __all__ = [
+    "Constraints",
     "LangevinInfo",
     "LangevinState",
     "SamplingAlgorithm",
+    "constraints",
     "init",
     "mala",
+    "mala_move",
     "mala_step",
+    "reflect",
     "ula",
+    "ula_move",
     "ula_step",
 ]
 
@@ -44,10 +49,49 @@ class LangevinState(NamedTuple):
 
 
 class LangevinInfo(NamedTuple):
-    """What a step reports: the Metropolis acceptance probability and whether it moved."""
+    """What a step reports: the Metropolis acceptance probability, whether it moved, and whether
+    the move met a non-finite gradient, position or energy (the chain then keeps its state)."""
 
     acceptance_rate: Array
     is_accepted: Array
+    is_diverged: Array
+
+
+class Constraints(NamedTuple):
+    """Where a chain may go: free axes (the others held at ``fixed``) and a box ``[lo, hi]``.
+
+    ``free`` is a ``(d,)`` bool mask, ``fixed`` the ``(d,)`` values of the fixed axes (ignored on
+    free ones); ``lo``/``hi`` are ``(d,)`` bounds (``±inf`` for an open axis) or None for no box.
+    ULA reflects a move at the faces; MALA rejects a proposal outside the box (both leave
+    ``exp(-E / T)`` restricted to the box invariant).
+    """
+
+    free: Array
+    fixed: Array
+    lo: Array | None = None
+    hi: Array | None = None
+
+
+def constraints(d: int, fixed: ArrayLike | None = None, bounds=None) -> Constraints:
+    """`Constraints` for ``d`` axes from a ``(d,)`` vector ``fixed`` (NaN = free) and ``bounds``.
+
+    Example:
+        >>> c = constraints(2, fixed=[jnp.nan, 0.5], bounds=[(-1.0, 1.0), (0.0, 1.0)])
+        >>> c.free.tolist()
+        [True, False]
+    """
+    dtype = jnp.result_type(float)
+    f = jnp.full((d,), jnp.nan, dtype) if fixed is None else jnp.asarray(fixed, dtype)
+    if f.shape != (d,):
+        raise ValueError(f"fixed must have shape ({d},) with NaN on free axes, got {f.shape}")
+    free = jnp.isnan(f)
+    lo = hi = None
+    if bounds is not None:
+        b = jnp.asarray(bounds, dtype)
+        if b.shape != (d, 2):
+            raise ValueError(f"bounds must have shape ({d}, 2) as [(lo, hi), ...], got {b.shape}")
+        lo, hi = b[:, 0], b[:, 1]
+    return Constraints(free, jnp.where(free, 0.0, f), lo, hi)
 
 
 class SamplingAlgorithm(NamedTuple):
@@ -142,6 +186,87 @@ def mh_log_ratio(x, e, g, xp, ep, gp, h, t, m) -> Array:
     return jnp.where(finite, jnp.minimum(out, 0.0), -jnp.inf)
 
 
+def reflect(x: Array, lo: Array, hi: Array) -> Array:
+    """Fold ``x`` into ``[lo, hi]`` by mirror reflections (axes with infinite bounds untouched)."""
+    w = hi - lo
+    finite = jnp.isfinite(w)
+    w_safe = jnp.where(finite, w, 1.0)
+    lo_safe = jnp.where(finite, lo, 0.0)
+    y = jnp.mod(x - lo_safe, 2.0 * w_safe)
+    y = w_safe - jnp.abs(y - w_safe)
+    return jnp.where(finite, lo_safe + y, x)
+
+
+def in_box(x: Array, c: Constraints | None) -> Array:
+    """Whether each state (last axis) lies in the box of ``c`` (True without a box)."""
+    if c is None or c.lo is None:
+        return jnp.ones(x.shape[:-1], bool)
+    return row_all((x >= c.lo) & (x <= c.hi))
+
+
+def ula_move(x: Array, g: Array, z: Array, h, t, m, c: Constraints | None) -> tuple[Array, Array]:
+    """ULA's move of one or many chains (last axis: d), constrained; returns ``(x', ok)``.
+
+    ``x' = x - h M g + sqrt(2 h T M) z``, then fixed axes pinned, reflection into the box, and
+    the divergence guard: a chain whose gradient ``g`` is not finite on a free axis keeps its
+    whole state; any other non-finite coordinate of ``x'`` (an overflow) keeps its old value;
+    both give ``ok = False``. (Deciding per chain from ``g``, already in memory, rather than from
+    ``x'`` keeps XLA from computing the move twice: measured 1.3x on a whole ULA step.)
+    """
+    xn = drift_move(x, g, z, h, t, m)
+    if c is None:
+        ok = row_all(jnp.isfinite(g))
+    else:
+        ok = row_all(jnp.isfinite(g) | ~c.free)
+        xn = jnp.where(c.free, xn, c.fixed)
+        if c.lo is not None:
+            xn = reflect(xn, c.lo, c.hi)
+    fin = jnp.isfinite(xn)
+    return jnp.where(ok[..., None] & fin, xn, x), ok & row_all(fin)
+
+
+def mala_move(
+    x: Array,
+    e: Array,
+    g: Array,
+    z: Array,
+    u: Array,
+    h,
+    t,
+    m,
+    value_and_grad: Callable[[Array], tuple[Array, Array]],
+    c: Constraints | None,
+) -> tuple[LangevinState, LangevinInfo]:
+    """MALA's move of one or many chains (last axis: d), constrained.
+
+    The proposal ``x' = x - h M g + sqrt(2 h T M) z`` (fixed axes pinned; ``M`` must be 0 on
+    them) is accepted when ``log u < log a`` (`mh_log_ratio`); a proposal outside the box or not
+    finite has ``a = 0``. ``value_and_grad`` maps positions of the shape of ``x`` to ``(E, ∇E)``.
+    """
+    xp = drift_move(x, g, z, h, t, m)
+    if c is not None:
+        xp = jnp.where(c.free, xp, c.fixed)
+    ep, gp = value_and_grad(xp)
+    log_a = mh_log_ratio(x, e, g, xp, ep, gp, h, t, m)
+    if c is not None and c.lo is not None:
+        log_a = jnp.where(in_box(xp, c), log_a, -jnp.inf)
+    accept = jnp.log(u) < log_a
+    new = LangevinState(
+        jnp.where(accept[..., None], xp, x),
+        jnp.where(accept, ep, e),
+        jnp.where(accept[..., None], gp, g),
+    )
+    diverged = ~(jnp.isfinite(ep) & row_all(jnp.isfinite(xp)))
+    return new, LangevinInfo(jnp.exp(log_a), accept, diverged)
+
+
+def _masked(preconditioner, c: Constraints | None):
+    """The preconditioner with fixed axes frozen (0), so the MH ratio skips them."""
+    if c is None:
+        return preconditioner
+    return jnp.where(c.free, preconditioner, 0.0)
+
+
 def ula_step(
     rng_key: Array,
     state: LangevinState,
@@ -149,6 +274,7 @@ def ula_step(
     step_size: ArrayLike,
     temperature: ArrayLike = 1.0,
     preconditioner: ArrayLike = 1.0,
+    constraints: Constraints | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One unadjusted Langevin step.
 
@@ -161,6 +287,8 @@ def ula_step(
         step_size: ``h`` (in the units of ``M``: physical units when ``M = 1``).
         temperature: ``T >= 0``.
         preconditioner: ``M``, a scalar or a ``(d,)`` vector (0 freezes an axis).
+        constraints: fixed axes and a box (`constraints`); the move reflects at the faces. A
+            non-finite move keeps the old state and sets ``info.is_diverged``.
 
     Returns:
         The new state and a `LangevinInfo` (acceptance 1).
@@ -172,9 +300,10 @@ def ula_step(
         (2,)
     """
     z = jax.random.normal(rng_key, state.position.shape, state.position.dtype)
-    x = drift_move(state.position, state.energy_grad, z, step_size, temperature, preconditioner)
+    m = _masked(preconditioner, constraints)
+    x, ok = ula_move(state.position, state.energy_grad, z, step_size, temperature, m, constraints)
     e, g = jax.value_and_grad(energy_fn)(x)
-    return LangevinState(x, e, g), LangevinInfo(jnp.ones((), x.dtype), jnp.ones((), bool))
+    return LangevinState(x, e, g), LangevinInfo(jnp.ones((), x.dtype), jnp.ones((), bool), ~ok)
 
 
 def mala_step(
@@ -184,6 +313,7 @@ def mala_step(
     step_size: ArrayLike,
     temperature: ArrayLike = 1.0,
     preconditioner: ArrayLike = 1.0,
+    constraints: Constraints | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One Metropolis-adjusted Langevin step (exact for ``exp(-E / T)``).
 
@@ -197,6 +327,8 @@ def mala_step(
         step_size: ``h``.
         temperature: ``T >= 0`` (``T = 0``: accept a descent step only if ``E`` does not rise).
         preconditioner: ``M``, a scalar or a ``(d,)`` vector (0 freezes an axis).
+        constraints: fixed axes and a box (`constraints`); a proposal outside the box is
+            rejected. A non-finite proposal is rejected and sets ``info.is_diverged``.
 
     Returns:
         The new state and a `LangevinInfo`.
@@ -210,24 +342,24 @@ def mala_step(
     k_z, k_u = jax.random.split(rng_key)
     x, e, g = state
     z = jax.random.normal(k_z, x.shape, x.dtype)
-    xp = drift_move(x, g, z, step_size, temperature, preconditioner)
-    ep, gp = jax.value_and_grad(energy_fn)(xp)
-    log_a = mh_log_ratio(x, e, g, xp, ep, gp, step_size, temperature, preconditioner)
-    accept = jnp.log(jax.random.uniform(k_u, (), x.dtype)) < log_a
-    new = LangevinState(
-        jnp.where(accept, xp, x), jnp.where(accept, ep, e), jnp.where(accept, gp, g)
-    )
-    return new, LangevinInfo(jnp.exp(log_a), accept)
+    u = jax.random.uniform(k_u, (), x.dtype)
+    m = _masked(preconditioner, constraints)
+    vg = jax.value_and_grad(energy_fn)
+    return mala_move(x, e, g, z, u, step_size, temperature, m, vg, constraints)
 
 
-def _algorithm(step_fn, energy_fn, step_size, temperature, preconditioner) -> SamplingAlgorithm:
+def _algorithm(
+    step_fn, energy_fn, step_size, temperature, preconditioner, constraints
+) -> SamplingAlgorithm:
     """Bind a step function to its target and parameters."""
 
     def init_fn(position: ArrayLike) -> LangevinState:
         return init(position, energy_fn)
 
     def step(rng_key: Array, state: LangevinState):
-        return step_fn(rng_key, state, energy_fn, step_size, temperature, preconditioner)
+        return step_fn(
+            rng_key, state, energy_fn, step_size, temperature, preconditioner, constraints
+        )
 
     return SamplingAlgorithm(init_fn, step)
 
@@ -237,6 +369,7 @@ def ula(
     step_size: ArrayLike,
     temperature: ArrayLike = 1.0,
     preconditioner: ArrayLike = 1.0,
+    constraints: Constraints | None = None,
 ) -> SamplingAlgorithm:
     """The unadjusted Langevin algorithm bound to ``energy_fn`` (see `ula_step`).
 
@@ -245,6 +378,7 @@ def ula(
         step_size: ``h``.
         temperature: ``T``.
         preconditioner: ``M`` (scalar or ``(d,)``).
+        constraints: fixed axes and a box (`constraints`), or None.
 
     Returns:
         A `SamplingAlgorithm` ``(init, step)``; vmap both for many chains.
@@ -254,7 +388,7 @@ def ula(
         >>> state = alg.init(jnp.zeros(2))
         >>> state, info = jax.jit(alg.step)(jax.random.key(1), state)
     """
-    return _algorithm(ula_step, energy_fn, step_size, temperature, preconditioner)
+    return _algorithm(ula_step, energy_fn, step_size, temperature, preconditioner, constraints)
 
 
 def mala(
@@ -262,6 +396,7 @@ def mala(
     step_size: ArrayLike,
     temperature: ArrayLike = 1.0,
     preconditioner: ArrayLike = 1.0,
+    constraints: Constraints | None = None,
 ) -> SamplingAlgorithm:
     """The Metropolis-adjusted Langevin algorithm bound to ``energy_fn`` (see `mala_step`).
 
@@ -270,6 +405,7 @@ def mala(
         step_size: ``h``.
         temperature: ``T``.
         preconditioner: ``M`` (scalar or ``(d,)``).
+        constraints: fixed axes and a box (`constraints`), or None.
 
     Returns:
         A `SamplingAlgorithm` ``(init, step)``.
@@ -280,4 +416,4 @@ def mala(
         >>> keys = jax.random.split(jax.random.key(0), 8)
         >>> states, info = jax.vmap(alg.step)(keys, states)
     """
-    return _algorithm(mala_step, energy_fn, step_size, temperature, preconditioner)
+    return _algorithm(mala_step, energy_fn, step_size, temperature, preconditioner, constraints)

@@ -139,7 +139,7 @@ def run(prep, n_warmup: int | None) -> PlainRun:
         n_real=cfg.n_real,
         sharding=cfg.sharding,
     )
-    objective = None if cfg.objective is None else _target.callable_key(cfg.objective)
+    objective = cfg.objective  # already a static key (`_target.callable_key`)
     pcfg = PlainConfig(run_cfg, cfg.target, objective, free, cfg.d, cfg.init_kind, n_super or 1)
     q = {k: p[k] for k in ("target", "key", "x0", "fixed", "weight", "temperature", "init_hi")}
     if cfg.init_kind != "given":

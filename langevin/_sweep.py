@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _sample
+from . import _prepare, _runner, _sample
+from ._options import Options
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -22,7 +23,7 @@ _SHARED = ("target", "x0")  # program inputs common to all settings (not vmapped
 def _vmapped(names: tuple[str, ...]):
     """The run program vmapped over settings, compiled once per input layout."""
     axes = {k: (None if k in _SHARED else 0) for k in names}
-    return jax.jit(jax.vmap(_sample._program, in_axes=(axes, None)), static_argnums=1)
+    return jax.jit(jax.vmap(_runner.program, in_axes=(axes, None)), static_argnums=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,28 +137,32 @@ def sweep(
     if not 1 <= n_best <= int(n_chains):
         raise ValueError(f"n_best must be between 1 and n_chains = {n_chains}, got {n_best}")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_set))
+    opts = Options(
+        n_chains,
+        n_steps,
+        init,
+        method,
+        step_size,
+        temperature,
+        schedule,
+        bounds=bounds,
+        fixed=fixed,
+        objective=objective,
+        weight=weight,
+        n_warmup=n_warmup,
+        progress=progress,
+    )
     preps = []
     for b in range(n_set):
-        preps.append(
-            _sample.prepare(
-                target,
-                keys[b],
-                n_chains,
-                n_steps,
-                init,
-                method,
-                step_size,
-                float(table["temperature"][b]) if "temperature" in table else temperature,
-                schedule,
-                bounds=bounds,
-                fixed=table["fixed"][b] if "fixed" in table else fixed,
-                objective=objective,
-                weight=float(table["weight"][b]) if "weight" in table else weight,
-                n_warmup=n_warmup,
-                progress=progress,
-                sharded=False,
-            )
-        )
+        row = {}
+        if "temperature" in table:
+            row["temperature"] = float(table["temperature"][b])
+        if "fixed" in table:
+            row["fixed"] = table["fixed"][b]
+        if "weight" in table:
+            row["weight"] = float(table["weight"][b])
+        setting = dataclasses.replace(opts, **row)
+        preps.append(_prepare.prepare(target, keys[b], setting, sharded=False))
     cfg = preps[0].cfg
     for b, prep in enumerate(preps[1:], start=1):
         if prep.cfg != cfg:

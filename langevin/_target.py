@@ -122,11 +122,16 @@ def split(obj) -> tuple[list, Any]:
     An `EnergyMap` becomes its arrays (a new map of the same shape reuses the compiled program);
     a plain function is all static, keyed by its code and the values it reads
     (`langevin._fnkey`: a new lambda with the same code and values reuses the program), or by
-    itself when those values cannot be compared.
+    itself when those values cannot be compared. An object with a ``_bare()`` method (maps,
+    shields, surrogates) is split without its informational metadata (provenance), which is
+    compared by value and would otherwise make every new map a new program.
     """
     fkey = _fnkey.function_key(obj)
     if fkey is not None:
         return [], ("function", fkey)
+    bare = getattr(obj, "_bare", None)
+    if callable(bare):
+        obj = bare()
     leaves, treedef = jax.tree_util.tree_flatten(obj)
     arrays = [leaf for leaf in leaves if _is_array(leaf)]
     rest = tuple(None if _is_array(leaf) else leaf for leaf in leaves)

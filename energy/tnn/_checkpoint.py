@@ -19,6 +19,10 @@ FORMAT = "groundstate.tnn"
 VERSION = 1
 _META = "tnn.json"
 _STATE = "state"
+# Written by `save` into a directory it creates or adopts (an empty one): the proof that the
+# directory is a groundstate surrogate, so that a later save may replace its state/ and tnn.json.
+# Nothing is ever deleted in a directory without it.
+_MARKER = ".groundstate-tnn"
 _ARRAYS = ("loc", "norm", "scale", "e_shift", "e_scale", "noise_levels", "box_lo", "box_hi")
 
 
@@ -68,8 +72,10 @@ def save(s: Surrogate, directory: str | os.PathLike) -> str:
 
     The metadata (format, version, network configuration, kind, names, units, noise levels,
     normalisation constants and provenance) is written last and atomically, so a directory
-    without it is an unfinished save that `load` refuses. An existing checkpoint there is
-    replaced.
+    without it is an unfinished save that `load` refuses. The directory must be new, empty, or
+    one that `save` wrote before (it carries a ``.groundstate-tnn`` marker): only then is the
+    checkpoint there replaced. A non-empty directory without the marker raises
+    `CheckpointError` naming it, and nothing in it is touched.
 
     Args:
       s: the surrogate.
@@ -84,13 +90,15 @@ def save(s: Surrogate, directory: str | os.PathLike) -> str:
     if not isinstance(s, Surrogate):
         raise TypeError(f"save expects an energy.tnn Surrogate, got {type(s).__name__}")
     root = Path(directory).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    _claim(root)
     meta_path = root / _META
     if meta_path.exists():
         meta_path.unlink()
     state_dir = root / _STATE
+    if state_dir.is_symlink() or state_dir.is_file():
+        raise CheckpointError(f"{state_dir}: not a checkpoint folder of this surrogate; move it")
     if state_dir.exists():
-        shutil.rmtree(state_dir)
+        shutil.rmtree(state_dir)  # ours: inside a directory that carries the marker
     tree = {"params": _flat_params(s.params)}
     tree.update({name: getattr(s, name) for name in _ARRAYS})
     tree = jax.tree.map(lambda a: np.asarray(a), tree)
@@ -108,15 +116,37 @@ def save(s: Surrogate, directory: str | os.PathLike) -> str:
         "units": None if s.units is None else list(s.units),
         "noise_levels": np.asarray(s.noise_levels, np.float64).tolist(),
         "scale": np.asarray(s.scale, np.float64).tolist(),
-        "c_floor": s.c_floor,
-        "c_mean": s.c_mean,
-        "c_std": s.c_std,
+        "c_floor": float(s.c_floor),
+        "c_mean": float(s.c_mean),
+        "c_std": float(s.c_std),
         "provenance": s.provenance,
     }
     tmp = root / (_META + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, meta_path)
     return str(root)
+
+
+def _claim(root: Path) -> None:
+    """Make ``root`` a surrogate directory this code may write into, or raise CheckpointError.
+
+    A new or empty directory gets the marker file; one that has it already is ours (saved here
+    before). Any other existing path (a file, a non-empty folder without the marker, a
+    checkpoint of an older version that has none) is refused: nothing in it is touched.
+    """
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(f"{root}: exists and is not a directory; choose another path")
+    marker = root / _MARKER
+    if root.is_dir():
+        if marker.is_file():
+            return
+        if any(root.iterdir()):
+            raise CheckpointError(
+                f"{root}: not empty and not a groundstate surrogate directory (no {_MARKER} "
+                f"inside); save into a new or empty directory: nothing here is replaced"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"format": FORMAT, "written_by": "energy.tnn.save"}) + "\n")
 
 
 def load(directory: str | os.PathLike, *, device: jax.Device | None = None) -> Surrogate:

@@ -151,7 +151,7 @@ def fit(
     # Training and validation points in one draw (one compiled program), split per level.
     n_all = per_level + n_val_level
     x_all = np.asarray(_draw(k_pool, sampling, n_all, values.shape, float(uniform_fraction)))
-    e_all, g_all = _targets(m, jnp.asarray(x_all), sampling[1], grad_weight > 0)
+    e_all, g_all = _targets(m._bare(), jnp.asarray(x_all), sampling[1], grad_weight > 0)
     e_all, g_all = np.asarray(e_all, np.float64), np.asarray(g_all, np.float64)
     sigma_all = np.broadcast_to(train_levels[:, None], e_all.shape)
 

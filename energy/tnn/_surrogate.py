@@ -91,9 +91,11 @@ class Surrogate:
         self.box_lo = box_lo
         self.box_hi = box_hi
         self.kind = kind
-        self.c_floor = float(c_floor)
-        self.c_mean = float(c_mean)
-        self.c_std = float(c_std)
+        # Numeric normalisation of the noise level: leaves (float32 scalars), so that a refit
+        # with other constants reuses the compiled program of the same architecture.
+        self.c_floor = jnp.asarray(c_floor, jnp.float32)
+        self.c_mean = jnp.asarray(c_mean, jnp.float32)
+        self.c_std = jnp.asarray(c_std, jnp.float32)
         self.names = None if names is None else tuple(names)
         self.units = None if units is None else tuple(units)
         self._provenance = provenance if isinstance(provenance, str) else json.dumps(provenance)
@@ -109,11 +111,18 @@ class Surrogate:
         "noise_levels",
         "box_lo",
         "box_hi",
+        "c_floor",
+        "c_mean",
+        "c_std",
     )
-    _STATIC = ("graphdef", "config", "kind", "c_floor", "c_mean", "c_std", "names", "units")
+    _STATIC = ("graphdef", "config", "kind", "names", "units")
 
     def tree_flatten(self):
-        """Arrays are leaves; structure and metadata are static (hashable) aux data."""
+        """Arrays (weights, normalisation) are leaves; structure and metadata are static.
+
+        The provenance (a JSON string) is static and compared by value, so a surrogate that
+        leaves a jitted function carries its own; `_bare` drops it for internal compiled calls.
+        """
         children = tuple(getattr(self, n) for n in self._LEAVES)
         aux = tuple(getattr(self, n) for n in self._STATIC) + (self._provenance,)
         return children, aux
@@ -127,6 +136,14 @@ class Surrogate:
         for n, v in zip(cls._STATIC, aux[:-1], strict=True):
             setattr(obj, n, v)
         obj._provenance = aux[-1]
+        return obj
+
+    def _bare(self) -> Surrogate:
+        """The same surrogate without provenance: what internal jitted calls take as argument,
+        so that surrogates of one architecture share compiled code whatever their history."""
+        obj = object.__new__(type(self))
+        obj.__dict__.update(self.__dict__)
+        obj._provenance = "{}"
         return obj
 
     # -- metadata -----------------------------------------------------------------------------

@@ -44,9 +44,10 @@ def test_plain_numpy_can_read_it(saved_map):
     with np.load(path, allow_pickle=False) as f:
         assert sorted(f.files) == ["energies", "meta"]
         meta = json.loads(str(f["meta"]))
-    assert meta["format"] == "groundstate.energy_map" and meta["version"] == 1
+    assert meta["format"] == "groundstate.energy_map" and meta["version"] == 2
     assert meta["names"] == ["frequency", "power"] and meta["units"] == ["Hz", "MW"]
-    assert meta["checksum"].startswith("sha256:")
+    assert meta["checksum"]["array.energies"].startswith("sha256:")
+    assert meta["checksum"]["field.bounds"].startswith("sha256:")
     for key in ("sources", "total_counts", "smoothing_cells", "build_time"):
         assert key in meta["provenance"] or key == "sources"
 
@@ -86,17 +87,22 @@ def _rewrite(path, out, mutate):
     return out
 
 
-def _newer(a, m):
-    m["version"] = 2
+def _reseal(a, m):
+    """Checksums made again after an edit: the file is consistent, its contents are bad."""
+    m["checksum"] = _io.field_checksums(m, a)
     return a, m
+
+
+def _newer(a, m):
+    m["version"] = 3
+    return _reseal(a, m)
 
 
 def _nan(a, m):
     e = a["energies"].copy()
     e[0, 0] = np.nan
-    m["checksum"] = _io.checksum(e)
     a["energies"] = e
-    return a, m
+    return _reseal(a, m)
 
 
 def _shape(a, m):
@@ -111,7 +117,7 @@ def _tampered(a, m):
 
 def _extra(a, m):
     a["weights"] = np.ones(3)
-    return a, m
+    return _reseal(a, m)
 
 
 def _no_meta_format(a, m):
@@ -121,19 +127,18 @@ def _no_meta_format(a, m):
 
 def _bounds(a, m):
     m["bounds"][0] = [1.0, 1.0]
-    return a, m
+    return _reseal(a, m)
 
 
 def _int_energies(a, m):
     a["energies"] = a["energies"].astype(np.int64)
-    m["checksum"] = _io.checksum(a["energies"])
-    return a, m
+    return _reseal(a, m)
 
 
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
-        (_newer, "version 2 is newer"),
+        (_newer, "version 3 is newer"),
         (_nan, "NaN or inf"),
         (_shape, "shape"),
         (_tampered, "checksum"),

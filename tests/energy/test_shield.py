@@ -480,10 +480,12 @@ def test_load_refuses_bad_files(tmp_path, gauss_map):
     np.savez(bad, **arrays)
     with pytest.raises(energy.MapFileError, match=r"tampered\.npz.*checksum"):
         Shield.load(bad)
-    meta = json.loads(str(arrays["meta"]))
+    # A malformed threshold in a file whose checksums were made again is still refused.
+    arrays["shield_scores"] = arrays["shield_scores"] - 1.0
+    meta = json.loads(str(arrays.pop("meta")))
     meta["shield"]["threshold"] = "high"
-    arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(bad, **arrays)
+    meta["checksum"] = energy._io.field_checksums(meta, arrays)
+    np.savez(bad, meta=np.array(json.dumps(meta)), **arrays)
     with pytest.raises(energy.MapFileError, match="threshold"):
         Shield.load(bad)
     gauss_map.save(tmp_path / "map.npz")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from ingest_helpers import make_lake
@@ -50,13 +52,24 @@ def test_cli_writes_map_with_units_bounds_and_report(tmp_path, capsys):
         (["--var", "x:furlongz"], "furlongz"),
         (["--var", "x", "--profile", "nuclear"], "unknown profile 'nuclear'"),
         (["--var", "x", "--workers", "0"], "--workers 0"),
+        (["--var", "x", "--smoothing", "nan"], "--smoothing nan"),
+        (["--var", "x", "--smoothing", "-2"], "--smoothing -2"),
+        (["--var", "x", "-o", "{tmp}/no/such/o.npz"], "does not exist: {tmp}/no/such"),
+        (["--var", "x", "-o", "{tmp}/lake/o.npz"], "inside the lake being crawled"),
     ],
 )
 def test_cli_errors_are_clear(tmp_path, capsys, argv, needle):
-    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
-    code = cli.main(["ingest", str(tmp_path), *argv, "-o", str(tmp_path / "o.npz")])
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "a.csv").write_text("x,y\n1,2\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if "-o" not in argv:
+        argv += ["-o", str(tmp_path / "o.npz")]
+    code = cli.main(["ingest", str(lake), "--workers", "1", *argv])
+    err = capsys.readouterr().err
     assert code == 1
-    assert needle in capsys.readouterr().err
+    assert needle.replace("{tmp}", str(tmp_path)) in err
+    assert sorted(os.listdir(tmp_path)) == ["lake"]  # nothing written
 
 
 def test_cli_empty_lake_is_an_error(tmp_path, capsys):

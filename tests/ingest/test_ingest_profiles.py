@@ -31,7 +31,7 @@ def test_resolve_takes_profile_unit_aliases_and_converts_ranges():
 
 def test_resolve_without_profile():
     (spec,) = resolve_vars(["Speed:km/h"])
-    assert spec.candidates == ("speed",) and spec.unit == "km/h" and spec.range is None
+    assert spec.candidates == ("Speed",) and spec.unit == "km/h" and spec.range is None
 
 
 def test_parse_var():

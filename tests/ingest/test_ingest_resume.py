@@ -63,19 +63,34 @@ def test_sigkill_then_resume_gives_the_uninterrupted_map(tmp_path):
 
     out = tmp_path / "resumed.npz"
     state = tmp_path / "resumed.npz.ingest-state"
+    # A 4 KiB stderr pipe read byte by byte: the crawl blocks on its progress lines until they
+    # are read (60 lines of ~100 bytes), so the kill after the fifth lands mid-crawl, whatever
+    # the load of the machine; no sleep.
     proc = subprocess.Popen(
-        _cmd(lake, out), env=_env(), stderr=subprocess.PIPE, text=True, cwd=ROOT
+        _cmd(lake, out),
+        env=_env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+        pipesize=4096,
     )
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if line.startswith("[5/"):
-            proc.send_signal(signal.SIGKILL)
-            break
+    fd = proc.stderr.fileno()
+    seen, buf = [], b""
+    while len(seen) < 5:
+        c = os.read(fd, 1)
+        assert c, "the crawl ended before five files: " + buf.decode()
+        buf += c
+        if c == b"\n":
+            line, buf = buf.decode(), b""
+            if re.match(r"^\[\d+/\d+\] ", line):
+                seen.append(line)
+    proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists() and state.is_dir()
+    lock = tmp_path / "resumed.npz.ingest-state.lock"
+    assert lock.exists()  # left by the kill; its flock died with the process
     first = _progress("".join(seen))
 
     again = subprocess.run(
@@ -88,7 +103,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_map(tmp_path):
     assert second[0][0] == N_FILES - len(second) + 1 >= 6
     paths = [p for _, _, p in first] + [p for _, _, p in second]
     assert len(set(paths)) == len(paths)
-    assert not state.exists()
+    assert not state.exists() and not lock.exists()  # the left lock file was taken over
 
     a, b = energy.load(full), energy.load(out)
     np.testing.assert_array_equal(np.asarray(a.values), np.asarray(b.values))

@@ -31,6 +31,20 @@ _CASES = [
     ("kg.m-3", "g cm-3", 1000.0, 1.0),
     ("percent", "1", 50.0, 0.5),
     ("degrees", "rad", 180.0, math.pi),
+    # issue 9, case 12: UDUNITS quotients and spellings of real files
+    ("W/m2", "W m-2", 800.0, 800.0),
+    ("W/m2", "kW/m2", 800.0, 0.8),
+    ("kg/m2/s", "kg m-2 h-1", 1.0, 3600.0),
+    ("m3/s", "L/s", 2.0, 2000.0),
+    ("m/s2", "m s-2", 9.81, 9.81),
+    ("g/m3", "kg m-3", 1000.0, 1.0),
+    ("degree_C", "K", 0.0, 273.15),
+    ("\u2103", "K", 10.0, 283.15),  # ℃
+    ("%", "1", 12.0, 0.12),
+    ("ppm", "ppb", 1.5, 1500.0),
+    ("ppb", "1", 1e9, 1.0),
+    ("mb", "hPa", 1013.0, 1013.0),  # millibar for a pressure, not millibarn
+    ("hPa", "mb", 1013.0, 1013.0),
 ]
 
 
@@ -70,3 +84,75 @@ def test_udunits_preprocessor():
 def test_refusals_name_the_units(src, dst, needle):
     with pytest.raises(UnitError, match=needle):
         conversion(src, dst)
+
+
+def test_mb_is_millibar_for_a_pressure_else_refused():
+    assert conversion("mb", "Pa") == pytest.approx((100.0, 0.0))
+    with pytest.raises(UnitError, match="'mb' is ambiguous"):
+        conversion("mb", "m2")  # pint would read millibarn
+
+
+@pytest.mark.parametrize(
+    "unit", ["m**10**10**10", "m^2^3", "(m**2)**3", "m**(10**10)", "m**1000", "x" * 200]
+)
+def test_unit_strings_are_parsed_with_a_size_limit(unit):
+    # "m**10**10**10" hung the crawl inside pint: refused before pint sees it.
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(UnitError):
+        conversion(unit, "m")
+    assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "x", "y"),
+    [
+        ("days since 1970-01-01", "s", 1.0, 86400.0),
+        ("days since 2000-01-01 00:00:00", "s", 0.5, 946684800.0 + 43200.0),
+        ("hours since 2000-01-01T06:00:00Z", "h", 0.0, 262974.0),
+        ("seconds since 1970-01-01 01:00:00 +01:00", "s", 5.0, 5.0),
+        ("minutes since 1970-01-01", "days since 1970-01-02", 2880.0, 1.0),
+    ],
+)
+def test_time_references_convert_to_one_epoch(src, dst, x, y):
+    a, b = conversion(src, dst)
+    assert a * x + b == pytest.approx(y, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "needle"),
+    [
+        ("months since 2000-01-01", "s", "no fixed length"),
+        ("days since 1500-01-01", "s", "before 1582-10-15"),
+        ("days since 2000-01-01", "m", "not a time unit"),
+        ("s", "days since 2000-01-01", "no reference date"),
+        ("days since yesterday", "s", "cannot read the reference date"),
+    ],
+)
+def test_time_references_refused_with_a_reason(src, dst, needle):
+    with pytest.raises(UnitError, match=needle):
+        conversion(src, dst)
+
+
+def test_files_on_different_epochs_count_on_one(tmp_path):
+    # Two files, the same instants written from different epochs: one histogram when a time
+    # unit is asked; refused (never counted raw) when none is.
+    import h5py
+    import numpy as np
+
+    import ingest
+
+    t = np.arange(10) * 3600.0 + 946684800.0  # seconds since 1970, from 2000-01-01
+    for name, unit, values in [
+        ("a.h5", "seconds since 1970-01-01", t),
+        ("b.h5", "hours since 2000-01-01", (t - 946684800.0) / 3600.0),
+    ]:
+        with h5py.File(tmp_path / name, "w") as f:
+            f["time"] = values
+            f["time"].attrs["units"] = unit
+    c = ingest.count(str(tmp_path), ["time:s"], bins=10, workers=1, progress=False)
+    assert c.bounds == [(t[0], t[-1])] and c.counts.sum() == 20
+    assert np.all(c.counts == 2)
+    with pytest.raises(ingest.EmptyCrawlError, match="time since a reference date"):
+        ingest.count(str(tmp_path), ["time"], bins=10, workers=1, progress=False)

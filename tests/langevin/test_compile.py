@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import energy
-from langevin import _sample
+from langevin import _draw_blocks, _prepare, _runner
+from langevin._options import Options
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +24,9 @@ def small_map():
 
 
 def _while_loops(target, method, n_steps, **kw):
-    prep = _sample.prepare(
-        target,
-        jax.random.key(0),
-        64,
-        n_steps,
-        None,
-        method,
-        None,
-        1.0,
-        "auto",
-        progress=False,
-        **kw,
-    )
-    text = _sample._compiled.lower(prep.p, prep.cfg).as_text()
+    opts = Options(64, n_steps, None, method, None, 1.0, "auto", progress=False, **kw)
+    prep = _prepare.prepare(target, jax.random.key(0), opts)
+    text = _runner.compiled.lower(prep.p, prep.cfg).as_text()
     count, func = 0, ""
     for line in text.splitlines():
         found = re.search(r"func\.func (?:private |public )?@(\w+)", line)
@@ -57,6 +47,6 @@ def test_one_loop_nest_for_all_phases(small_map, method, n_steps):
 
 def test_block_length_covers_the_steps():
     for length in (1, 7, 31, 32, 33, 100, 101, 1000, 2000, 2999):
-        k, pad = _sample.block_length(length, per_step=8)
-        assert 1 <= k <= _sample.DRAW_BLOCK_STEPS and (length + pad) % k == 0
+        k, pad = _draw_blocks.block_length(length, per_step=8)
+        assert 1 <= k <= _draw_blocks.DRAW_BLOCK_STEPS and (length + pad) % k == 0
         assert pad < k and pad <= length // 8 + 1  # padding steps stay a small fraction

@@ -7,7 +7,7 @@ import pytest
 
 import energy
 import langevin
-from langevin import _sample
+from langevin import _progress, _runner
 
 
 def quad(x):
@@ -184,13 +184,13 @@ def test_objective_with_weight_shifts_the_optimum(key):
 def test_same_key_same_result_and_no_recompilation(song_ermon_map):
     kw = dict(n_chains=256, n_steps=100, progress=False)
     a = langevin.sample(song_ermon_map, jax.random.key(7), **kw)
-    size = _sample._compiled._cache_size()
+    size = _runner.compiled._cache_size()
     b = langevin.sample(song_ermon_map, jax.random.key(7), **kw)
     c = langevin.sample(song_ermon_map, jax.random.key(8), **kw)
     # A different map of the same shape is a new argument, not a new program.
     other = energy.EnergyMap.from_samples(np.random.default_rng(1).normal(size=(5000, 2)))
     langevin.sample(other, jax.random.key(7), **kw)
-    assert _sample._compiled._cache_size() == size
+    assert _runner.compiled._cache_size() == size
     np.testing.assert_array_equal(a.positions, b.positions)
     np.testing.assert_array_equal(a.energies, b.energies)
     assert not np.array_equal(np.asarray(a.positions), np.asarray(c.positions))
@@ -241,7 +241,7 @@ def test_progress_bar_does_not_change_results(key, capsys):
 
 def test_progress_is_off_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
-    assert _sample._progress_default() is False
+    assert _progress.progress_default() is False
 
 
 BAD_INPUTS = [
