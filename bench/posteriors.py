@@ -60,33 +60,17 @@ def _ours(post, method, n_chains, thin, seed):
     """langevin at its defaults on a plain function; returns figures."""
     x0 = jax.random.normal(jax.random.key(seed), (n_chains, post.d))
     t0 = time.perf_counter()
-    if hasattr(langevin.SampleResult, "nested_rhat"):
-        res = langevin.sample(
-            post.energy,
-            jax.random.key(seed + 1),
-            n_chains=n_chains,
-            init=x0,
-            method=method,
-            thin=thin,
-            progress=False,
-        )
-        pos, traj = np.asarray(res.positions), res.trajectory
-        n_warmup, n_steps, n_stuck, h = res.n_warmup, res.n_steps, res.n_stuck, res.step_size
-    else:  # before the runner is wired into sample: the same algorithm, called directly
-        from langevin import _ensemble_run
-
-        n_warmup, n_steps = 1000, 1000
-        out = _ensemble_run.run(
-            post.energy,
-            jax.random.key(seed + 1),
-            x0,
-            method=method,
-            thin=thin,
-            n_warmup=n_warmup,
-            n_steps=n_steps,
-        )
-        pos, traj = np.asarray(out["positions"]), out["trajectory"]
-        n_stuck, h = out["n_stuck"], out["step_size"]
+    res = langevin.sample(
+        post.energy,
+        jax.random.key(seed + 1),
+        n_chains=n_chains,
+        init=x0,
+        method=method,
+        thin=thin,
+        progress=False,
+    )
+    pos, traj = np.asarray(res.positions), res.trajectory
+    n_warmup, n_steps, n_stuck, h = res.n_warmup, res.n_steps, res.n_stuck, res.step_size
     wall = time.perf_counter() - t0
     e_mean, e_sd = P.errors(pos, post)
     ess = float(np.min(langevin.ess(traj)))
