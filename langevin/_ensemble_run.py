@@ -64,31 +64,24 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
     n_real = cfg.n_real or n
     dtype = x0.dtype
     init_b = jax.vmap(_kernels.init, in_axes=(0, None))
+    k_warm, k_samp = jax.random.split(key)
 
     def mala_b(key, state, fn, h, t):
-        """A MALA step of every chain: `_kernels.drift_move` + `_kernels.mh_log_ratio`."""
+        """A MALA step of every chain (`_kernels.mala_move`, batched)."""
         z, u = _draws(key, n, d, dtype)
         x, e, g = state
-        xp = constrain(_kernels.drift_move(x, g, z, h, t, 1.0))
-        ep, gp = jax.vmap(jax.value_and_grad(fn))(xp)
-        log_a = _kernels.mh_log_ratio(x, e, g, xp, ep, gp, h, t, 1.0)
-        accept = jnp.log(u) < log_a
-        new = _kernels.LangevinState(
-            jnp.where(accept[:, None], xp, x),
-            jnp.where(accept, ep, e),
-            jnp.where(accept[:, None], gp, g),
-        )
-        return new, _kernels.LangevinInfo(jnp.exp(log_a), accept)
+        vg = jax.vmap(jax.value_and_grad(fn))
+        return _kernels.mala_move(x, e, g, z, u, h, t, 1.0, lambda y: vg(constrain(y)), None)
 
     def ula_b(key, state, fn, h, t):
-        """A ULA step of every chain (gradient only; energies are computed at the end)."""
+        """A ULA step of every chain (`_kernels.ula_move`; gradient only, energies at the end)."""
         z, _ = _draws(key, n, d, dtype)
-        x = constrain(_kernels.drift_move(state.position, state.energy_grad, z, h, t, 1.0))
-        g = jax.vmap(jax.grad(fn))(x)
+        x, ok = _kernels.ula_move(state.position, state.energy_grad, z, h, t, 1.0, None)
+        g = jax.vmap(jax.grad(fn))(constrain(x))  # not finite: the next move keeps the chain
+        g_ok = _kernels.row_all(jnp.isfinite(g))
         one = jnp.ones((n,), dtype)
-        return _kernels.LangevinState(x, state.energy, g), _kernels.LangevinInfo(one, one > 0)
-
-    k_warm, k_samp = jax.random.split(key)
+        new = _kernels.LangevinState(x, state.energy, g)
+        return new, _kernels.LangevinInfo(one, ok, ~(ok & g_ok))
 
     def gather(a):
         """The real chains' values, replicated on every device."""
@@ -101,15 +94,6 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
         if cfg.sharding is None:
             return a
         return jax.lax.with_sharding_constraint(a, cfg.sharding)
-
-    def settle(new, old):
-        """Keep the old state of a chain whose new position, energy or gradient is not finite."""
-        ok = _kernels.row_all(jnp.isfinite(new.position) & jnp.isfinite(new.energy_grad))
-        ok = ok & jnp.isfinite(new.energy)
-        kept = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old
-        )
-        return kept, ~ok
 
     # ---- warm-up
     adapt = _ensemble.init(n_real, d, cfg.dense, dtype=dtype)
@@ -177,8 +161,7 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
     def samp(carry, t):
         state, acc, bad = carry
         new, info = kernel(jax.random.fold_in(k_samp, t), state, fn, h, temperature)
-        new, diverged = settle(new, state)
-        return (new, acc + info.acceptance_rate, bad | diverged), None
+        return (new, acc + info.acceptance_rate, bad | info.is_diverged), None
 
     acc0 = jnp.zeros(n, dtype)
     if n_rec:

@@ -45,17 +45,17 @@ def _check(post, method, goal, n_chains, seed=0):
 # ------------------------------------------------------------------------- fast (default)
 def test_ill_conditioned_gaussian_mala():
     """d = 50, condition 1e4, rotated: only a dense preconditioner from the ensemble mixes."""
-    res = _check(P.gaussian(50), "mala", 0.1, 1000)
+    res = _check(P.gaussian(50), "mala", 0.1, 500)
     assert res.schedule.startswith("ensemble adaptation")
     assert res.n_stuck == 0
 
 
 def test_eight_schools_noncentred_mala():
-    _check(P.eight_schools(False), "mala", 0.1, 1000)
+    _check(P.eight_schools(False), "mala", 0.1, 500)
 
 
 def test_logistic_regression_mala():
-    _check(P.logistic(), "mala", 0.1, 1000)
+    _check(P.logistic(), "mala", 0.1, 500)
 
 
 # ------------------------------------------------------------------------------- slow
