@@ -14,6 +14,8 @@ Example:
 
 from ._diagnostics import ess as ess
 from ._diagnostics import rhat as rhat
+from ._diagnostics_nested import nested_rhat as nested_rhat
+from ._diagnostics_nested import nested_rhat_threshold as nested_rhat_threshold
 from ._distributed import initialize as initialize_distributed
 from ._kernels import Constraints as Constraints
 from ._kernels import LangevinInfo as LangevinInfo
@@ -56,6 +58,8 @@ __all__ = [
     "linear",
     "mala",
     "mala_step",
+    "nested_rhat",
+    "nested_rhat_threshold",
     "reflect",
     "rhat",
     "sample",

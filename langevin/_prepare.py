@@ -68,6 +68,7 @@ class Prepared:
     info: _target.TargetInfo
     schedule: str
     n_warmup: int
+    n_superchains: int | None = None
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -87,14 +88,19 @@ def prepare(target, key, opts: Options, sharded: bool = True) -> Prepared:
 
     # ---- init and dimension
     x0 = None
+    n_super = None
     d_hint = None
     if init is not None:
         x0 = np.asarray(init, dtype=np.float64)
         if x0.ndim == 1:
             x0 = np.broadcast_to(x0, (n_chains, x0.shape[0]))
+        elif x0.ndim == 2 and 2 <= x0.shape[0] < n_chains and n_chains % x0.shape[0] == 0:
+            n_super = x0.shape[0]  # superchains: chain i starts at init[i // M]
+            x0 = np.repeat(x0, n_chains // n_super, axis=0)
         if x0.ndim != 2 or x0.shape[0] != n_chains or x0.shape[1] < 1:
             raise ValueError(
-                f"init must have shape (n_chains, d) = ({n_chains}, d) or (d,), got {np.shape(init)}"
+                f"init must have shape (n_chains, d) = ({n_chains}, d), (d,) or (K, d) with K "
+                f"dividing n_chains (superchains), got {np.shape(init)}"
             )
         bad_rows = np.flatnonzero(~np.all(np.isfinite(x0), axis=1))
         if bad_rows.size:
@@ -272,10 +278,10 @@ def prepare(target, key, opts: Options, sharded: bool = True) -> Prepared:
         reflect=reflect,
         progress_every=_progress.PROGRESS_EVERY if progress else 0,
         target=target_static,
-        objective=objective,
+        objective=None if objective is None else _target.callable_key(objective),
         sharding=sharding,
     )
-    return Prepared(p, cfg, info, description, n_pre + n_post)
+    return Prepared(p, cfg, info, description, n_pre + n_post, n_super)
 
 
 def total_steps(cfg: Config) -> int:

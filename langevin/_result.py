@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from . import _diagnostics
+from . import _diagnostics, _diagnostics_nested
 
 __all__ = ["SampleResult"]
 
@@ -35,6 +35,14 @@ class SampleResult:
         n_steps, n_anneal, n_warmup: steps of the sampling, annealing and adaptation phases.
         method: ``"ula"`` or ``"mala"``; schedule: what annealing ran (a description).
         names: the target's axis names (None when it has none).
+        n_stuck: chains stuck at low acceptance (MALA: mean acceptance over the sampling phase
+            below 0.1x the ensemble's; ULA: over the last warm-up window), or None where not
+            measured (annealed runs). Not dropped: see docs/langevin.md for what to do.
+        n_restarted: chains that warm-up restarted at a healthy chain's position (stragglers).
+        n_superchains: K when ``init`` had shape ``(K, d)`` (chain i in superchain i // M), or
+            None.
+        preconditioner: the adapted factor ``L`` (``M = L L^T``; ``(d, d)`` or ``(d,)``), or None.
+        wall_time: seconds the run took (compilation included), or None.
     """
 
     positions: Array
@@ -52,6 +60,44 @@ class SampleResult:
     method: str
     schedule: str
     names: tuple[str, ...] | None = None
+    n_stuck: int | None = None
+    n_restarted: int = 0
+    n_superchains: int | None = None
+    preconditioner: Array | None = None
+    wall_time: float | None = None
+
+    def nested_rhat(self) -> np.ndarray:
+        """Nested R-hat of the final states per coordinate (Margossian et al. 2022), ``(d,)``.
+
+        Needs superchains (``init`` of shape ``(K, d)``): a converged ensemble stays below
+        `nested_rhat_threshold` (probability 0.99; about ``1 + 1 / (2 M)``), one whose chains
+        still remember their start exceeds it.
+        """
+        if self.n_superchains is None:
+            raise ValueError(
+                "nested_rhat needs chains started in superchains: pass init of shape (K, d), "
+                "K over-dispersed points with K dividing n_chains (e.g. K = 16)"
+            )
+        k = self.n_superchains
+        m = self.positions.shape[0] // k  # chains past K * M (uneven split) are left out
+        return _diagnostics_nested.nested_rhat(np.asarray(self.positions)[None, : k * m], k)
+
+    @property
+    def nested_rhat_threshold(self) -> float:
+        """What `nested_rhat` stays below for a converged ensemble (alpha 0.01 over all axes)."""
+        if self.n_superchains is None:
+            raise ValueError("nested_rhat_threshold needs chains started in superchains")
+        k = self.n_superchains
+        n, d = self.positions.shape
+        return _diagnostics_nested.nested_rhat_threshold(k, n // k, d)
+
+    @property
+    def ess_per_second(self) -> float:
+        """Smallest ESS over coordinates of the recorded trajectory per second of `wall_time`."""
+        self._need_trace("ess_per_second")
+        if self.wall_time is None:
+            raise ValueError("ess_per_second needs wall_time")
+        return _diagnostics_nested.ess_per_second(self.ess, self.wall_time)
 
     @property
     def n_diverged(self) -> int:

@@ -72,7 +72,7 @@ def program(
     (`langevin._resumable` streams them to the host or to files).
     """
     target = _target.join(p["target"], cfg.target)
-    objective = cfg.objective
+    objective = None if cfg.objective is None else _target.from_key(cfg.objective)
     weight = p["weight"]
     dtype = p["m"].dtype
     n, d = cfg.n, cfg.d

@@ -8,9 +8,11 @@ from the kernels of `_kernels` and the adaptation of `_adaptation`, the progress
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
-from . import _progress, _resumable, _runner
+from . import _plain, _progress, _resumable, _runner
 from ._options import Options
 from ._prepare import Prepared, prepare, total_steps
 from ._result import SampleResult
@@ -54,15 +56,22 @@ def sample(
         key: a JAX key (``jax.random.key(seed)``); the same key gives the same result.
         n_chains: number of chains.
         n_steps: steps of the sampling phase after annealing (None: 1000).
-        init: ``(n_chains, d)`` or ``(d,)`` starting states; None: uniform in the target's box
-            (or ``bounds``), else ``N(0, scale^2)``.
+        init: ``(n_chains, d)`` or ``(d,)`` starting states, or ``(K, d)`` with K dividing
+            n_chains: K superchains (chain i starts at ``init[i // (n_chains / K)]``; what
+            ``res.nested_rhat()`` needs; give K over-dispersed points); None: uniform in the
+            target's box (or ``bounds``), else ``N(0, scale^2)`` (superchains of 16 points on
+            the ensemble path, for a plain function with ``ndim``).
         method: ``"ula"`` (unadjusted, gradient only) or ``"mala"`` (Metropolis-adjusted).
         step_size: ``h`` in relative units (physical when the target has no scale/box);
             None: ``0.25 (spacing/scale)^2`` on a grid, else adapted by MALA warm-up.
         temperature: ``T >= 0`` (0: gradient descent, i.e. optimisation).
-        schedule: ``"auto"`` anneals (the noise pyramid when the target has one, else a
-            geometric temperature schedule from 10 T to T); None: fixed-temperature chains;
-            or `NoiseAnnealing` / a temperature schedule (`geometric`, `linear`, `cosine`).
+        schedule: ``"auto"``: the noise pyramid when the target has one (maps); on a plain
+            function (no pyramid, grid or box; T > 0; no ``step_size``) no tempering but a
+            warm-up adapted over the ensemble (step size and a dense or diagonal
+            preconditioner, docs/langevin.md), then untempered sampling; other targets
+            (T = 0, a box) a geometric temperature schedule from 10 T to T. None:
+            fixed-temperature chains; or `NoiseAnnealing` / a temperature schedule
+            (`geometric`, `linear`, `cosine`).
         bounds: ``"auto"`` (the target's ``lo``/``hi``: chains reflect at the faces), None
             (no box), or ``[(lo, hi), ...]``.
         fixed: variables held fixed: ``{axis or name: value}`` or a ``(d,)`` vector with NaN
@@ -70,7 +79,8 @@ def sample(
         objective: a function ``(d,) -> scalar`` added to the energy with ``weight``.
         weight: ``lambda`` in ``E + lambda * objective``.
         thin: record the state and total energy every ``thin`` sampling steps (diagnostics).
-        n_warmup: adaptation steps (default 200) where a step size is adapted.
+        n_warmup: adaptation steps where a step size is adapted (default 200; 1000 on the
+            ensemble path of a plain function).
         progress: a progress bar (None: on a terminal, never under ``CI``).
         devices: devices to shard the chains over (None: all of ``jax.devices()``); results do
             not depend on the number of devices. Under ``jax.distributed`` (every process
@@ -128,7 +138,18 @@ def sample(
         raise ValueError(
             f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}"
         )
+    plain = _plain.applies(target, schedule, step_size, temperature, bounds)
+    if plain and (checkpoint is not None or trace is not None):
+        raise ValueError(
+            "checkpoint= and trace= are not available yet on the ensemble-adaptation path of a "
+            "plain function (schedule='auto'); pass schedule=None with a step_size, or an "
+            "explicit schedule, to run the chunked runner"
+        )
+    if plain:  # no tempering: prepare checks everything, the ensemble path runs
+        opts = dataclasses.replace(opts, schedule=None)
     prep = prepare(target, key, opts)
+    if plain:
+        return plain_result(_plain.run(prep, n_warmup), prep)
     if checkpoint is None and trace is None:
         out = run_with_progress(lambda: _runner.compiled(prep.p, prep.cfg), prep)
     else:
@@ -136,6 +157,40 @@ def sample(
             lambda: _resumable.run(prep, checkpoint=checkpoint, every=every, trace=trace), prep
         )
     return result(out, prep)
+
+
+def plain_result(r: _plain.PlainRun, prep: Prepared) -> SampleResult:
+    """Wrap the ensemble path's output (padded chains trimmed)."""
+    n = prep.cfg.n_real
+    out = r.out
+
+    def cut(a, axis=0):
+        if a is None:
+            return None
+        return a[:n] if axis == 0 else a[:, :n]
+
+    return SampleResult(
+        positions=cut(out["positions"]),
+        energies=cut(out["energies"]),
+        total_energies=cut(out["total"]),
+        objective=cut(out["objective"]),
+        acceptance=cut(out["acceptance"]),
+        diverged=cut(out["diverged"]),
+        step_size=out["step_size"],
+        trajectory=cut(out["trajectory"], 1),
+        energy_trace=cut(out["energy_trace"], 1),
+        n_steps=prep.cfg.n_steps,
+        n_anneal=0,
+        n_warmup=r.n_warmup,
+        method=prep.cfg.method,
+        schedule=r.schedule,
+        n_stuck=int(out["n_stuck"]),
+        n_restarted=int(out["n_restarted"]),
+        n_superchains=r.n_superchains,
+        names=prep.info.names,
+        preconditioner=out["factor"],
+        wall_time=r.wall_time,
+    )
 
 
 def run_with_progress(fn, prep: Prepared):
@@ -174,6 +229,7 @@ def result(out: dict, prep: Prepared) -> SampleResult:
         method=prep.cfg.method,
         schedule=prep.schedule,
         names=prep.info.names,
+        n_superchains=prep.n_superchains,
     )
 
 
@@ -184,6 +240,13 @@ def sample_in_chunks(target, key, chunk_steps: int, on_chunk=None, **kwargs) -> 
     it so that an interrupt lands on a chunk boundary, the point a resumable run restarts from.
     """
     opts = Options(**kwargs)
+    if _plain.applies(target, opts.schedule, opts.step_size, opts.temperature, opts.bounds):
+        # the ensemble path is one program (its warm-up adapts across chains): no chunks
+        prep = prepare(target, key, dataclasses.replace(opts, schedule=None))
+        res = plain_result(_plain.run(prep, opts.n_warmup), prep)
+        if on_chunk is not None:
+            on_chunk(prep.cfg.n_steps)
+        return res
     prep = prepare(target, key, opts)
     out = run_with_progress(
         lambda: _runner.run_in_chunks(prep.p, prep.cfg, chunk_steps, on_chunk), prep

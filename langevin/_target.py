@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["TargetInfo", "describe", "join", "split"]
+from . import _fnkey
+
+__all__ = ["TargetInfo", "callable_key", "describe", "from_key", "join", "split"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +120,15 @@ def split(obj) -> tuple[list, Any]:
     """Split a pytree into its array leaves (jit arguments) and a hashable static rest.
 
     An `EnergyMap` becomes its arrays (a new map of the same shape reuses the compiled program);
-    a plain function is all static (hashed by itself). An object with a ``_bare()`` method (maps,
+    a plain function is all static, keyed by its code and the values it reads
+    (`langevin._fnkey`: a new lambda with the same code and values reuses the program), or by
+    itself when those values cannot be compared. An object with a ``_bare()`` method (maps,
     shields, surrogates) is split without its informational metadata (provenance), which is
     compared by value and would otherwise make every new map a new program.
     """
+    fkey = _fnkey.function_key(obj)
+    if fkey is not None:
+        return [], ("function", fkey)
     bare = getattr(obj, "_bare", None)
     if callable(bare):
         obj = bare()
@@ -140,10 +147,31 @@ def join(arrays: list, static) -> Callable:
     """Inverse of `split`."""
     if static[0] == "opaque":
         return static[1].obj
+    if static[0] == "function":
+        return static[1].fn
     treedef, rest = static
     it = iter(arrays)
     leaves = [next(it) if leaf is None else leaf for leaf in rest]
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def callable_key(fn) -> Any:
+    """A hashable static stand-in for a callable (value-keyed function, itself, or identity)."""
+    fkey = _fnkey.function_key(fn)
+    if fkey is not None:
+        return fkey
+    try:
+        hash(fn)
+        return fn
+    except TypeError:
+        return _ById(fn)
+
+
+def from_key(key) -> Callable:
+    """Inverse of `callable_key`."""
+    if isinstance(key, _fnkey.FunctionKey):
+        return key.fn
+    return key.obj if isinstance(key, _ById) else key
 
 
 def check_scalar_output(target, d: int, dtype) -> None:

@@ -56,6 +56,9 @@ def tilt(x):
 SHARDED = ("map_ula_auto", "map_mala_auto", "fn_ula_auto", "fn_mala_auto", "map_mala_none_thin")
 
 
+AUTO_BEFORE = langevin.geometric(10.0, 1.0, 500)
+
+
 def cases():
     assert len(jax.devices()) == 8, "run with --xla_force_host_platform_device_count=8"
     one = jax.devices()[:1]
@@ -82,11 +85,22 @@ def cases():
             m,
             dict(n_chains=40, n_steps=50, temperature=0.0, objective=tilt, weight=0.5),
         ),
-        # plain functions: adaptation before annealing, temperature annealing
-        "fn_ula_auto": (quad, dict(n_chains=70, n_steps=50, init=jnp.zeros(2), n_warmup=40)),
+        # plain functions: adaptation before annealing, temperature annealing (what "auto"
+        # meant before the ensemble path took plain functions: named, so the digests hold)
+        "fn_ula_auto": (
+            quad,
+            dict(n_chains=70, n_steps=50, init=jnp.zeros(2), n_warmup=40, schedule=AUTO_BEFORE),
+        ),
         "fn_mala_auto": (
             quad,
-            dict(n_chains=70, n_steps=50, init=jnp.zeros(2), method="mala", n_warmup=40),
+            dict(
+                n_chains=70,
+                n_steps=50,
+                init=jnp.zeros(2),
+                method="mala",
+                n_warmup=40,
+                schedule=AUTO_BEFORE,
+            ),
         ),
         "fn_mala_none_step": (
             quad,

@@ -66,12 +66,13 @@ def test_unit_gaussian_map_at_temperature_t_has_std_sqrt_t(gauss_map, temperatur
 
 
 def test_unit_gaussian_function_defaults(key):
-    # A plain function: temperature annealing, the step adapted by MALA warm-up (ULA at 1/50).
+    # A plain function: no tempering, step and preconditioner adapted over the ensemble; ULA's
+    # step bounds its variance inflation to 1 / (1 - 0.05) (sd +2.6%, docs/langevin.md).
     n = 4000
     res = langevin.sample(quad, key, n_chains=n, init=jnp.zeros(2), progress=False)
-    assert res.schedule.startswith("temperature annealing")
+    assert res.schedule.startswith("ensemble adaptation")
     std = np.asarray(res.positions).std(axis=0)
-    np.testing.assert_allclose(std, 1.0, atol=4 / np.sqrt(2 * n) + 0.01)  # + ULA bias ~0.5%
+    np.testing.assert_allclose(std, 1.0, atol=4 / np.sqrt(2 * n) + 0.026)
 
 
 def test_mala_defaults_adapt_the_step_and_record_diagnostics(gauss_map, key):

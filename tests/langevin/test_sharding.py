@@ -28,7 +28,8 @@ SCRIPT = textwrap.dedent(
 
     # ULA: adaptation (a median over chains), temperature annealing, sampling.
     # MALA: a given step, no annealing (keeps the compile short).
-    for method, extra in (("ula", {}), ("mala", dict(step_size=0.5, schedule=None))):
+    tempered = langevin.geometric(10.0, 1.0, 500)
+    for method, extra in (("ula", dict(schedule=tempered)), ("mala", dict(step_size=0.5, schedule=None))):
         kw = dict(n_chains=1000, n_steps=200, init=jnp.zeros(2), method=method, progress=False,
                   **extra)
         a = langevin.sample(quad, jax.random.key(5), **kw)  # all 8 devices (1000 -> 1008 chains)
@@ -39,6 +40,17 @@ SCRIPT = textwrap.dedent(
             "energies_equal": bool(np.array_equal(a.energies, b.energies)),
             "step_equal": bool(np.array_equal(a.step_size, b.step_size)),
         }
+
+    # The plain-function default (adaptation over the ensemble): the same adapted step, and
+    # positions equal to rounding (the sharded program rounds differently, ~1e-6).
+    kw = dict(n_chains=1000, n_steps=50, n_warmup=40, init=jnp.zeros(2), progress=False)
+    a = langevin.sample(quad, jax.random.key(5), **kw)
+    b = langevin.sample(quad, jax.random.key(5), devices=one, **kw)
+    out["ensemble"] = {
+        "shards": len(a.positions.sharding.device_set),
+        "step_equal": bool(np.array_equal(a.step_size, b.step_size)),
+        "max_diff": float(np.max(np.abs(np.asarray(a.positions) - np.asarray(b.positions)))),
+    }
 
     rng = np.random.default_rng(0)
     m = energy.EnergyMap.from_samples(rng.normal(size=(5000, 2)), bins=32)
@@ -75,5 +87,7 @@ def test_eight_fake_devices_equal_one():
         r = out[method]
         assert r["shards"] == 8
         assert r["positions_equal"] and r["energies_equal"] and r["step_equal"], r
+    ens = out["ensemble"]
+    assert ens["shards"] == 8 and ens["step_equal"] and ens["max_diff"] < 1e-4, ens
     assert out["map"]["shards"] == 8
     assert out["map"]["positions_equal"] and out["map"]["energies_equal"], out["map"]

@@ -1,0 +1,198 @@
+"""The adaptation over the ensemble (`langevin._ensemble`) and its runner, piece by piece."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from langevin import _ensemble as ens
+from langevin import _ensemble_run as runner
+
+
+def _rotated_cov(d, condition, seed):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    v = np.logspace(0, np.log10(condition), d)
+    return (q * v) @ q.T
+
+
+# ------------------------------------------------------------------------------- windows
+def test_windows_follow_stan_doubling():
+    w = ens.windows(500)
+    assert np.flatnonzero(w.end).tolist() == [99, 149, 249, 449]  # 75 | 25 50 100 200 | 50
+    assert np.flatnonzero(w.average).tolist() == list(range(450, 500))
+    # moments from the second half of each slow window only
+    assert np.flatnonzero(w.collect[75:100]).tolist() == list(range(12, 25))
+    assert not w.collect[:75].any() and not w.collect[450:].any()
+    assert w.start[[0, 75, 100, 150, 250, 450]].all() and w.start.sum() == 6
+
+
+@pytest.mark.parametrize("n", [20, 37, 200, 1000, 1234])
+def test_windows_cover_the_warmup(n):
+    w = ens.windows(n)
+    ends = np.flatnonzero(w.end)
+    assert ends.size >= 1 and ends[-1] < n - 1  # a slow window, then the terminal buffer
+    assert w.average[ends[-1] + 1 :].all() and not w.average[: ends[-1] + 1].any()
+    assert all(w.collect[e] for e in ends)  # each window collects up to its last step
+
+
+def test_short_warmup_adapts_the_step_only():
+    w = ens.windows(10)
+    assert not w.end.any() and not w.collect.any() and w.average[5:].all()
+
+
+# --------------------------------------------------------------------------- step size
+def test_step_follows_the_mean_acceptance():
+    s = ens.init(8, 2, dense=False)
+    flags = (False, False, False, False)
+    up = ens.update(s, jnp.zeros((8, 2)), jnp.full(8, 0.9), *flags)
+    assert float(up.log_step - s.log_step) == pytest.approx(ens.STEP_GAIN * (0.9 - 0.574))
+    down = ens.update(s, jnp.zeros((8, 2)), jnp.full(8, 0.1), *flags)
+    assert float(down.log_step) < float(s.log_step)
+    nan = ens.update(s, jnp.zeros((8, 2)), jnp.full(8, jnp.nan), *flags)
+    assert np.isfinite(float(nan.log_step))  # a non-finite acceptance counts as 0
+
+
+def test_final_step_is_the_mean_log_step_of_the_terminal_buffer():
+    s = ens.init(4, 1, dense=False)
+    for a, avg in [(0.9, False), (0.574, True), (0.574, True)]:
+        s = ens.update(s, jnp.zeros((4, 1)), jnp.full(4, a), False, False, avg, False)
+    assert float(ens.final_step_size(s)) == pytest.approx(0.1 * np.exp(0.9 - 0.574), rel=1e-5)
+
+
+# ---------------------------------------------------------------------- preconditioner
+def _sums(y, dense):
+    y = jnp.asarray(y, jnp.float32)
+    s2 = y.T @ y if dense else jnp.sum(y * y, axis=0)
+    return jnp.sum(y, axis=0), s2, jnp.float32(y.shape[0])
+
+
+def test_dense_factor_whitens_a_rotated_ill_conditioned_gaussian():
+    """Two windows: the second estimate, made in the first one's whitened coordinates, leaves
+    whitened eigenvalues within the Marchenko-Pastur edges (1 +- sqrt(d / n))^2 (+ margin)."""
+    d, n = 20, 4000
+    cov = _rotated_cov(d, 1e4, 0)
+    rng = np.random.default_rng(1)
+    chol_true = np.linalg.cholesky(cov)
+    factor = jnp.eye(d)
+    for _ in range(2):
+        x = rng.normal(size=(n, d)) @ chol_true.T
+        y = ens.to_whitened(factor, jnp.asarray(x, jnp.float32))
+        factor = ens.estimate_factor(*_sums(y, True), n, factor)
+    lf = np.asarray(factor, np.float64)
+    inv = np.linalg.inv(lf)
+    eig = np.linalg.eigvalsh(inv @ cov @ inv.T)
+    edge = np.sqrt(d / n)
+    assert eig.min() > (1 - edge) ** 2 - 0.1 and eig.max() < (1 + edge) ** 2 + 0.1
+
+
+def test_diagonal_factor_is_the_sds():
+    rng = np.random.default_rng(2)
+    sd = np.array([0.01, 1.0, 300.0])
+    x = rng.normal(size=(20000, 3)) * sd
+    factor = ens.estimate_factor(*_sums(x, False), 20000, jnp.ones(3))
+    # MC error of an sd from 20000 draws: 0.5%; 5 sigma
+    np.testing.assert_allclose(np.asarray(factor), sd, rtol=0.025)
+
+
+def test_factor_falls_back_when_the_chains_did_not_move():
+    old = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+    y = jnp.ones((16, 2))  # zero variance
+    assert np.array_equal(ens.estimate_factor(*_sums(y, True), 16, old), old)
+    assert np.array_equal(ens.estimate_factor(*_sums(y, False), 16, jnp.ones(2)), jnp.ones(2))
+
+
+def test_whitened_energy_is_the_preconditioned_move():
+    """MALA on E(L y) with identity is MALA on E with M = L L^T: same accept ratio, same law."""
+    a = jnp.array([[2.0, 0.3], [0.3, 0.5]])
+    fn = lambda x: 0.5 * x @ a @ x  # noqa: E731
+    lf = jnp.linalg.cholesky(jnp.linalg.inv(a))
+    fy = ens.whitened_energy(fn, lf)
+    y = jnp.array([0.3, -1.2])
+    np.testing.assert_allclose(fy(y), fn(lf @ y), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(fy)(y), y, rtol=1e-5, atol=1e-6)  # identity in y
+    x = jnp.array([[1.0, 2.0], [-3.0, 0.5]])
+    np.testing.assert_allclose(ens.to_whitened(lf, ens.from_whitened(lf, x)), x, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- stuck chains
+def test_stuck_mask_is_relative_to_the_ensemble():
+    s = ens.init(5, 1, dense=False)
+    s = s._replace(acc=jnp.array([6.0, 5.0, 0.2, 6.0, 0.0]), n_acc=jnp.float32(10.0))
+    assert np.asarray(ens.stuck_mask(s)).tolist() == [False, False, True, False, True]
+    low = s._replace(acc=jnp.full(5, 0.1))  # everyone low: a step problem, not stuck chains
+    assert not np.asarray(ens.stuck_mask(low)).any()
+
+
+def test_ula_step_bounds_the_bias():
+    """h_ula / (2 s^2) <= ULA_BIAS when h_mala is MALA's optimum 1.36 d^-1/3 s^2."""
+    for d in (1, 2, 10, 100, 1000):
+        h_mala = ens.MALA_STEP_CONST * d ** (-1 / 3)
+        h = float(ens.ula_step_size(jnp.float32(h_mala), d))
+        assert h / 2 <= ens.ULA_BIAS * (1 + 1e-6) and h <= h_mala * (1 + 1e-6)
+    # small d: MALA's step exceeds the asymptotic optimum; the unit-width cap binds
+    assert float(ens.ula_step_size(jnp.float32(1.6), 1)) == pytest.approx(2 * ens.ULA_BIAS)
+
+
+# ------------------------------------------------------------------------------- runner
+def test_runner_learns_a_rotated_gaussian():
+    """d = 10, condition 1e3: the final L whitens the target (eigenvalues near 1) and the
+    adapted step is near MALA's optimum 1.36 d^-1/3 = 0.63 in whitened units."""
+    d = 10
+    cov = _rotated_cov(d, 1e3, 3)
+    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
+    out = runner.run(
+        lambda x: 0.5 * x @ prec @ x,
+        jax.random.key(0),
+        jax.random.normal(jax.random.key(1), (512, d)),
+        n_warmup=300,
+        n_steps=100,
+    )
+    lf = np.asarray(out["factor"], np.float64)
+    inv = np.linalg.inv(lf)
+    eig = np.linalg.eigvalsh(inv @ cov @ inv.T)
+    assert 0.5 < eig.min() and eig.max() < 2.0
+    assert 0.3 < float(out["step_size"]) < 1.2
+    assert abs(float(np.mean(out["acceptance"])) - 0.574) < 0.1
+
+
+def test_runner_ula_variance_matches_the_documented_bias():
+    """ULA on N(0, s^2), d = 1: stationary variance s^2 / (1 - h_w / (2 s_w^2)) in whitened
+    units (h_w the step, s_w = s / L); 4000 chains: the variance's MC error is 2.2%."""
+    s = 3.0
+    out = runner.run(
+        lambda x: 0.5 * jnp.sum(x**2) / s**2,
+        jax.random.key(2),
+        jax.random.normal(jax.random.key(3), (4000, 1)),
+        method="ula",
+        n_warmup=200,
+        n_steps=300,
+    )
+    h = float(out["step_size"])
+    sw = s / float(np.asarray(out["factor"]).reshape(-1)[0])
+    expected = s**2 / (1 - h / (2 * sw**2))
+    assert expected / s**2 < 1.06  # the documented bound: variance +5.3% at most
+    var = float(np.var(np.asarray(out["positions"])))
+    assert abs(var / expected - 1) < 4 * np.sqrt(2 / 4000)
+
+
+def test_runner_restarts_stuck_chains_in_warmup():
+    """Chains started 40 sds out in a narrow quartic well barely move at the ensemble's step:
+    they are counted and restarted at healthy chains' positions during warm-up."""
+
+    def fn(x):
+        return 0.5 * jnp.sum(x**2) + 0.25 * jnp.sum(x**4)
+
+    x0 = jnp.concatenate([jnp.zeros((120, 2)), jnp.full((8, 2), 40.0)])
+    out = runner.run(fn, jax.random.key(4), x0, n_warmup=200, n_steps=50)
+    assert int(out["n_restarted"]) >= 8
+    assert float(np.max(np.abs(np.asarray(out["positions"])))) < 6.0
+    kept = runner.run(fn, jax.random.key(4), x0, n_warmup=200, n_steps=50, restart_stuck=False)
+    assert int(kept["n_restarted"]) == 0
+
+
+def test_runner_checks_its_arguments():
+    with pytest.raises(ValueError, match="x0 must have shape"):
+        runner.run(lambda x: x @ x, jax.random.key(0), jnp.zeros(3))
+    with pytest.raises(ValueError, match="method"):
+        runner.run(lambda x: x @ x, jax.random.key(0), jnp.zeros((2, 3)), method="hmc")
