@@ -55,7 +55,11 @@ def write_lake(root: str, seed: int = 0) -> None:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as work:
+        # The map is written beside the lake, never inside it (ingest refuses an output in the
+        # folder it crawls).
+        root = os.path.join(work, "lake")
+        os.mkdir(root)
         write_lake(root)
         profile = ingest.load_profile("grid")
         print(f"profile {profile.name}: {profile.description}")
@@ -67,7 +71,7 @@ def main() -> int:
             bins=48,
             workers=1,
             progress=False,
-            output=os.path.join(root, "grid.npz"),
+            output=os.path.join(work, "grid.npz"),
         )
         print(report)
         print(m)
