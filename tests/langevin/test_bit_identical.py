@@ -7,6 +7,11 @@ maps (noise annealing, adaptation after it, fixed axes, objective, T = 0) and on
 8 devices, and two sweeps. A digest hashes every array a run returns. It runs in a fresh process
 (XLA fixes the device count at start). A change of algorithm that is meant to change the draws
 must say so and recompute these digests from the commit before it.
+
+The map cases were recomputed once since, on purpose: the multiresolution noise pyramid (issue
+10: coarse levels on their own grids, built under jit, log Z on the device) changes the map's
+energies in their last bits and its coarse levels by design; the runner itself is unchanged (the
+plain-function digests, which no map touches, still match c48fa8c).
 """
 
 import json
@@ -31,18 +36,18 @@ EXPECTED = {
     "fn_ula_cold_thin/1dev": "02360c9107386806",
     "fn_ula_geometric_fixed/1dev": "803fca9a8ea88e99",
     "fn_ula_none_bounds_obj/1dev": "efdd846dfdf1350c",
-    "map3_mala_fixed_thin/1dev": "e664abd6736b3732",
-    "map3_ula_fixed/1dev": "1a7f1ca2f903996e",
-    "map_mala_auto/1dev": "2832033aca810f1f",
-    "map_mala_auto/8dev": "eb0e65df2cf2a0ea",
-    "map_mala_none_thin/1dev": "6b000993c223d8d4",
-    "map_mala_none_thin/8dev": "b7726e055587354b",
-    "map_ula_auto/1dev": "5c37072fd9ebcd18",
-    "map_ula_auto/8dev": "5c37072fd9ebcd18",
-    "map_ula_cold_objective/1dev": "8914efc8d76e0b6f",
-    "map_ula_none/1dev": "11b1234f85b54e06",
+    "map3_mala_fixed_thin/1dev": "e09f660efa2e8117",
+    "map3_ula_fixed/1dev": "90ea51f4a74000a0",
+    "map_mala_auto/1dev": "64a8385a2600fe0c",
+    "map_mala_auto/8dev": "f9dc08fd91681b1d",
+    "map_mala_none_thin/1dev": "b80bcc51100f2537",
+    "map_mala_none_thin/8dev": "5fa3ca1bb7a10dd7",
+    "map_ula_auto/1dev": "f6fc8e9b8708bc17",
+    "map_ula_auto/8dev": "f6fc8e9b8708bc17",
+    "map_ula_cold_objective/1dev": "ccd09887567ac1bf",
+    "map_ula_none/1dev": "33148c568819f2ff",
     "sweep_fn_mala": "c7ed7183036b59aa",
-    "sweep_map_ula": "12794b76bf2ad915",
+    "sweep_map_ula": "067f8569ce8db7dd",
 }
 
 
