@@ -160,34 +160,16 @@ def sample(
 
 
 def plain_result(r: _plain.PlainRun, prep: Prepared) -> SampleResult:
-    """Wrap the ensemble path's output (padded chains trimmed)."""
-    n = prep.cfg.n_real
+    """Wrap the ensemble path's output: `result` plus what only that path measures."""
     out = r.out
-
-    def cut(a, axis=0):
-        if a is None:
-            return None
-        return a[:n] if axis == 0 else a[:, :n]
-
-    return SampleResult(
-        positions=cut(out["positions"]),
-        energies=cut(out["energies"]),
-        total_energies=cut(out["total"]),
-        objective=cut(out["objective"]),
-        acceptance=cut(out["acceptance"]),
-        diverged=cut(out["diverged"]),
-        step_size=out["step_size"],
-        trajectory=cut(out["trajectory"], 1),
-        energy_trace=cut(out["energy_trace"], 1),
-        n_steps=prep.cfg.n_steps,
+    return dataclasses.replace(
+        result(out, prep),
         n_anneal=0,
         n_warmup=r.n_warmup,
-        method=prep.cfg.method,
         schedule=r.schedule,
         n_stuck=int(out["n_stuck"]),
         n_restarted=int(out["n_restarted"]),
         n_superchains=r.n_superchains,
-        names=prep.info.names,
         preconditioner=out["factor"],
         wall_time=r.wall_time,
     )
