@@ -31,7 +31,8 @@ log = logging.getLogger("langevin.checkpoint")
 # Chunks of the sampling phase: at most this many (a chunk boundary is where a save can happen;
 # each chunk is one call of the compiled chunk program, ~0.1-1 ms of dispatch).
 MAX_CHUNKS = 100
-# Recorded numbers per chunk of a thin run: 2^24 (64 MB in float32) on the device at a time.
+# Recorded numbers per chunk of a thin run: 2^24 (64 MB in float32). Two chunks are held at a
+# time: the one being computed and the one being copied out (or written) meanwhile.
 DRAW_CHUNK_ELEMENTS = 1 << 24
 
 
@@ -195,6 +196,23 @@ def run(prep, *, checkpoint=None, every: float = 0.0, trace=None, chunk_steps=No
             etrace = np.empty((n_keep, n_real), dtype)
     first = chunks[0][0] if chunks else total
     last = time.monotonic()
+    pending = None  # the last chunk's draws, still to be copied out
+
+    def flush():
+        """Copy the pending chunk's draws to the host (or write them to the trace files)."""
+        nonlocal pending
+        if pending is None:
+            return
+        j, tr, et = pending
+        pending = None
+        tr = _distributed.gather(tr)[:, :n_real]
+        et = _distributed.gather(et)[:, :n_real]
+        if sink is not None:
+            sink.write(j, tr, et)
+        else:
+            traj[j : j + tr.shape[0]] = tr
+            etrace[j : j + tr.shape[0]] = et
+
     try:
         for start, length in chunks:
             if start < position:
@@ -203,21 +221,22 @@ def run(prep, *, checkpoint=None, every: float = 0.0, trace=None, chunk_steps=No
                 p, cfg, part="chunk", n_chunked=n_chunked, state=state, start=start, length=length
             )
             state = {"carry": out["carry"], "h": out["h"]}
+            # The chunk just dispatched runs on the devices while the previous chunk's draws are
+            # copied and written here (jax dispatches asynchronously): the write is hidden behind
+            # the steps instead of adding to them. Two chunks of draws are in memory at most.
+            flush()
             if n_keep:
-                j = (start - first) // cfg.thin  # the chunk's first draw
-                tr = _distributed.gather(out["trajectory"])[:, :n_real]
-                et = _distributed.gather(out["energy_trace"])[:, :n_real]
-                if sink is not None:
-                    sink.write(j, tr, et)
-                else:
-                    traj[j : j + tr.shape[0]] = tr
-                    etrace[j : j + tr.shape[0]] = et
+                pending = ((start - first) // cfg.thin, out["trajectory"], out["energy_trace"])
             position = start + length
             if ck is not None and position < total and time.monotonic() - last >= every:
+                flush()  # the draws before the saved position are in the files first
+                if sink is not None:
+                    sink.sync()
                 jax.block_until_ready(state)
                 ck.save(position, dict(_flat(state)[0], key=key))
                 log.info("saved step %d of %d in %s", position, total, ck.root)
                 last = time.monotonic()
+        flush()
     finally:
         if sink is not None:
             sink.close()

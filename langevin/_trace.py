@@ -3,8 +3,9 @@
 A trace folder holds ``trajectory.npy`` ``(n_draws, n_chains, d)`` and ``energy_trace.npy``
 ``(n_draws, n_chains)``, plain ``.npy`` files (``np.load(path, mmap_mode="r")`` reads them) whose
 full size is set when the run starts (sparse until written); each chunk of draws is written at
-its offset with ``os.pwrite``, so memory holds one chunk whatever the run's length, and a run
-resumed from a checkpoint writes on from where its checkpoint stands. ``trace.json`` (written
+its offset with ``os.pwrite``, so memory holds a chunk or two (the one written while the next is
+computed) whatever the run's length, and a run resumed from a checkpoint writes on from where its
+checkpoint stands (the files are synced to the disk before each checkpoint is saved). ``trace.json`` (written
 first) marks the folder as this code's; an existing folder of anything else is refused, never
 overwritten.
 """
@@ -103,10 +104,15 @@ class TraceFiles:
                 raise ValueError(f"{name} chunk of shape {a.shape} at draw {first} does not fit")
             os.pwrite(self._fds[name], memoryview(a).cast("B"), self._offsets[name] + first * row)
 
-    def close(self) -> None:
-        """Flush and close the files."""
+    def sync(self) -> None:
+        """Flush the draws written so far to the disk (before a checkpoint says they are there)."""
         for fd in self._fds.values():
             os.fsync(fd)
+
+    def close(self) -> None:
+        """Flush and close the files."""
+        self.sync()
+        for fd in self._fds.values():
             os.close(fd)
         self._fds = {}
 
