@@ -13,6 +13,14 @@ Loading takes the newest complete step whose arrays restore with the expected sh
 dtypes and hash to what was recorded; the folder of a different configuration is refused with
 an error that names what differs. Only files and folders this code wrote are ever removed: the
 folder itself only when the marker says it created it.
+
+Under ``jax.distributed`` (several processes) the folder is one, shared by all processes (a file
+system every host sees, as orbax's own multi-host checkpoints assume). Every process holds the
+whole state (gathered before a save); process 0 writes the marker, the records and removes old
+steps; orbax writes the arrays from its primary host (process 0) with every process taking part
+in its save and restore. Every decision that makes a process wait for the others (save or skip,
+which step to load) is taken on process 0's view and broadcast, so that no process waits at a
+barrier the others skip.
 """
 
 from __future__ import annotations
@@ -39,6 +47,28 @@ KEEP = 2  # complete steps kept: the newest and one before it, should the newest
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be used (another run's, damaged, or not ours)."""
+
+
+def _many() -> bool:
+    """Several processes (``jax.distributed``): the folder is shared, process 0 writes."""
+    return jax.process_count() > 1
+
+
+def _barrier(name: str) -> None:
+    """Every process waits here for the others (a no-op in one process)."""
+    if _many():
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"groundstate-checkpoint:{name}")
+
+
+def _from_zero(value: int) -> int:
+    """Process 0's ``value`` in every process (an integer; itself in one process)."""
+    if not _many():
+        return int(value)
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int64)))
 
 
 def _ours(name: str) -> bool:
@@ -106,6 +136,29 @@ class Checkpoint:
         self.config_sha = hashlib.sha256(
             json.dumps(self.config, sort_keys=True).encode()
         ).hexdigest()
+        self.writer = jax.process_index() == 0
+        if not _many():
+            self._open()
+            return
+        # Process 0 checks (and creates) the folder; the others then only check the marker.
+        error = None
+        if self.writer:
+            try:
+                self._open()
+            except CheckpointError as err:
+                error = err
+        if _from_zero(error is not None):
+            if error is not None:
+                raise error
+            raise CheckpointError(
+                f"checkpoint {self.root}: refused by process 0 (its error says why)"
+            )
+        if not self.writer:
+            self._check_marker(self.root / MARKER)
+        _barrier("opened")
+
+    def _open(self) -> None:
+        """Check the folder, clean what a killed save left, or create it with its marker."""
         marker = self.root / MARKER
         if self.root.exists() and not self.root.is_dir():
             raise CheckpointError(f"checkpoint {self.root} exists and is not a folder")
@@ -176,13 +229,18 @@ class Checkpoint:
         name = f"step-{int(position):012d}"
         path = self.root / name
         record = self.root / (name + ".json")
-        if record.exists():  # the same position saved before (a resumed run): keep that one
+        # The same position saved before (a resumed run): keep that one.
+        if _from_zero(record.exists()):
             return
-        if path.exists():  # arrays without their record: an unfinished save of ours
+        if self.writer and path.exists():  # arrays without their record: an unfinished save
             shutil.rmtree(path)
-        with ocp.StandardCheckpointer() as ckpt:
+        _barrier(f"save {name}")
+        with ocp.StandardCheckpointer() as ckpt:  # every process takes part; process 0 writes
             ckpt.save(path, host)
             ckpt.wait_until_finished()
+        if not self.writer:
+            _barrier(f"saved {name}")
+            return
         _atomic_json(
             record,
             {
@@ -196,6 +254,7 @@ class Checkpoint:
         )
         for old in self._steps()[KEEP:]:
             self._remove_step(old)
+        _barrier(f"saved {name}")
 
     def _remove_step(self, position: int) -> None:
         name = f"step-{position:012d}"
@@ -254,13 +313,26 @@ class Checkpoint:
             if bad:
                 problems.append(f"{name}: checksum mismatch in {bad}")
                 continue
-            return position, arrays
+            return self._agreed(position), arrays
         if problems:
             raise CheckpointError(f"checkpoint {self.root}: no usable step: " + "; ".join(problems))
+        self._agreed(-1)
         return None
+
+    def _agreed(self, position: int) -> int:
+        """``position`` once every process has loaded the same one (-1: none)."""
+        if _many() and _from_zero(position) != position:
+            raise CheckpointError(
+                f"checkpoint {self.root}: process {jax.process_index()} loaded step {position}, "
+                f"process 0 another: is the folder shared by every host?"
+            )
+        return position
 
     def remove(self) -> None:
         """Remove what this code wrote here (the folder too when it created it)."""
+        _barrier("remove")
+        if not self.writer:
+            return
         marker = self.root / MARKER
         try:
             created = bool(json.loads(marker.read_text()).get("created_folder"))

@@ -10,6 +10,12 @@ resume) and then at the first chunk boundary at least ``every`` seconds after th
 
 Saves and resumes are logged (logger ``langevin.checkpoint``, level INFO):
 ``saved step S of N in DIR`` and ``resumed at step S of N from DIR``.
+
+Under ``jax.distributed`` every process runs this same loop on its shards. A save gathers the
+state to every process (`langevin._checkpoint` then has process 0 write it into the folder all
+share); whether to save at a chunk boundary is process 0's decision, broadcast, since a save is
+collective. A resumed state is put back as global arrays (chain-sharded as the program's own).
+The outputs are gathered to every process at the end. ``trace=`` is refused there for now.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ def _digest_tree(tree) -> str:
     for leaf in jax.tree_util.tree_leaves(tree):
         if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
-        a = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+        a = np.ascontiguousarray(_distributed.gather(leaf))  # whole, under jax.distributed too
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
@@ -129,6 +135,37 @@ def _flat(state) -> tuple[dict, object]:
     return {f"leaf{i:03d}": leaf for i, leaf in enumerate(leaves)}, treedef
 
 
+def _host(state, key) -> dict:
+    """The state's arrays whole on this host (gathered from every process), with the key."""
+    return {k: _distributed.gather(v) for k, v in _flat(state)[0].items()} | {"key": key}
+
+
+def _due(due: bool) -> bool:
+    """Process 0's decision to save now, the same in every process (a save is collective)."""
+    if jax.process_count() == 1:
+        return due
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+
+
+def _place(a: np.ndarray, cfg):
+    """A restored host array as the chunk program takes it.
+
+    One process: as it is (the program puts it on its devices). Several: a global array,
+    chain-sharded when its first axis is the chains (as the program's own state is), replicated
+    otherwise; every process holds the whole of it, so each keeps its shards.
+    """
+    if jax.process_count() == 1 or cfg.sharding is None:
+        return a
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = cfg.sharding.mesh
+    chains = a.ndim >= 1 and a.shape[0] == cfg.n
+    spec = PartitionSpec("chains", *([None] * (a.ndim - 1))) if chains else PartitionSpec()
+    return _distributed.to_global(a, NamedSharding(mesh, spec))
+
+
 def run(prep, *, checkpoint=None, every: float = 0.0, trace=None, chunk_steps=None) -> dict:
     """The outputs of ``_runner.compiled(prep.p, prep.cfg)``, run in chunks.
 
@@ -147,10 +184,12 @@ def run(prep, *, checkpoint=None, every: float = 0.0, trace=None, chunk_steps=No
     from ._trace import TraceFiles
 
     cfg, p = prep.cfg, prep.p
-    if checkpoint is not None and jax.process_count() > 1:
+    many = jax.process_count() > 1
+    if trace is not None and many:
         raise ValueError(
-            "checkpoint= is not supported under jax.distributed yet (each host would need its "
-            "own shards saved); run without it, or on one host"
+            f"trace={trace!r} is not supported under jax.distributed yet (every process would "
+            "write the same files); leave it out (the draws are then gathered in memory), or "
+            "run on one host"
         )
     if checkpoint is not None and cfg.thin and trace is None:
         raise ValueError(
@@ -174,15 +213,17 @@ def run(prep, *, checkpoint=None, every: float = 0.0, trace=None, chunk_steps=No
         state = call(p, cfg, part="head", n_chunked=n_chunked)
         position = chunks[0][0] if chunks else total
         if ck is not None:
-            jax.block_until_ready(state)
-            ck.save(position, dict(_flat(state)[0], key=key))
+            ck.save(position, _host(state, key))
             log.info("saved step %d of %d in %s", position, total, ck.root)
     else:
         position, arrays = loaded
         if not np.array_equal(arrays.pop("key"), key):
             raise _checkpoint.CheckpointError(f"checkpoint {ck.root}: saved with another key")
-        # Host arrays: the chunk program puts them back on the devices it shards over.
-        state = jax.tree_util.tree_unflatten(treedef, [arrays[n] for n in sorted(arrays)])
+        # Host arrays: the chunk program puts them back on the devices it shards over (under
+        # jax.distributed, global arrays of which each process keeps its shards).
+        state = jax.tree_util.tree_unflatten(
+            treedef, [_place(arrays[n], cfg) for n in sorted(arrays)]
+        )
         log.info("resumed at step %d of %d from %s", position, total, ck.root)
 
     n_real, n_keep = cfg.n_real, (cfg.n_steps // cfg.thin if cfg.thin else 0)
@@ -228,12 +269,11 @@ def run(prep, *, checkpoint=None, every: float = 0.0, trace=None, chunk_steps=No
             if n_keep:
                 pending = ((start - first) // cfg.thin, out["trajectory"], out["energy_trace"])
             position = start + length
-            if ck is not None and position < total and time.monotonic() - last >= every:
+            if ck is not None and position < total and _due(time.monotonic() - last >= every):
                 flush()  # the draws before the saved position are in the files first
                 if sink is not None:
                     sink.sync()
-                jax.block_until_ready(state)
-                ck.save(position, dict(_flat(state)[0], key=key))
+                ck.save(position, _host(state, key))
                 log.info("saved step %d of %d in %s", position, total, ck.root)
                 last = time.monotonic()
         flush()
@@ -242,6 +282,8 @@ def run(prep, *, checkpoint=None, every: float = 0.0, trace=None, chunk_steps=No
             sink.close()
     out = dict(call(p, cfg, part="tail", n_chunked=n_chunked, state=state))
     jax.block_until_ready(out)
+    if many:  # the outputs whole on every host (the uncut program's come out replicated)
+        out = {k: _distributed.gather(v) for k, v in out.items()}
     if sink is not None:
         traj, etrace = sink.arrays()
     if n_keep:

@@ -47,3 +47,27 @@ def test_other_folders_are_refused_untouched(tmp_path):
         TraceFiles(tmp_path / "t2", 4, 2, 1, np.float32).write(
             3, np.zeros((2, 2, 1)), np.zeros((2, 2))
         )
+
+
+def test_trace_files_are_refused_under_several_processes(tmp_path, monkeypatch):
+    """Every process would write the same files: refused before anything runs or is written."""
+    import jax
+
+    import energy
+    import langevin
+
+    g = np.linspace(-1, 1, 8)
+    m = energy.EnergyMap.from_grid(np.add.outer(g**2, g**2), [(-1, 1), (-1, 1)])
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ValueError, match="not supported under jax.distributed"):
+        langevin.sample(
+            m,
+            jax.random.key(0),
+            n_chains=4,
+            n_steps=10,
+            thin=2,
+            trace=tmp_path / "tr",
+            schedule=None,
+            progress=False,
+        )
+    assert not (tmp_path / "tr").exists()
