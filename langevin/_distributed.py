@@ -252,7 +252,7 @@ def launch_local(
             )
         )
     deadline = time.monotonic() + timeout
-    failed = False
+    failed = timed_out = False
     try:
         # Poll them all: one process that fails (or never connects) must not leave the others
         # waiting for it until the timeout.
@@ -260,7 +260,8 @@ def launch_local(
             codes = [p.poll() for p in procs]  # every one polled (no short-circuit)
             if all(c is not None for c in codes):
                 break
-            if any(c not in (None, 0) for c in codes) or time.monotonic() > deadline:
+            timed_out = time.monotonic() > deadline
+            if any(c not in (None, 0) for c in codes) or timed_out:
                 failed = True
                 break
             time.sleep(0.05)
@@ -284,8 +285,9 @@ def launch_local(
             if r.returncode != 0:
                 tail = "\n    ".join((r.stderr or "").strip().splitlines()[-15:])
                 lines.append(f"process {i} exited with {r.returncode}:\n    {tail}")
+        why = f"timed out after {timeout:g} s" if timed_out else "failed"
         raise RuntimeError(
-            f"local job of {n_processes} processes failed ({' '.join(argv[:3])} ...):\n"
+            f"local job of {n_processes} processes {why} ({' '.join(argv[:3])} ...):\n"
             + "\n".join(lines)
         )
     return outs
