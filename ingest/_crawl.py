@@ -782,6 +782,7 @@ def ingest(
     workers: int | None = None,
     executor: cf.Executor | None = None,
     progress: str | bool | None = None,
+    _before_build=None,
 ):
     """Crawl a data lake into an energy map: ``E = -log p`` of the counted rows.
 
@@ -823,7 +824,17 @@ def ingest(
     server = _ForkServerStart(workers, executor)
     try:
         out = _ingest(
-            roots, variables, output, profile, bins, bounds, smoothing, workers, executor, progress
+            roots,
+            variables,
+            output,
+            profile,
+            bins,
+            bounds,
+            smoothing,
+            workers,
+            executor,
+            progress,
+            _before_build,
         )
     except BaseException:
         server.stop()
@@ -833,9 +844,20 @@ def ingest(
 
 
 def _ingest(
-    roots, variables, output, profile, bins, bounds, smoothing, workers, executor, progress
+    roots,
+    variables,
+    output,
+    profile,
+    bins,
+    bounds,
+    smoothing,
+    workers,
+    executor,
+    progress,
+    before_build=None,
 ):
-    """:func:`ingest`, its fork server started."""
+    """:func:`ingest`, its fork server started; ``before_build()`` (the command line sets its
+    compilation cache up there) is called before the map build."""
     plan = _plan(roots, variables, profile, bins, bounds, workers)
     d = len(plan.specs)
     sm = np.asarray(smoothing, dtype=np.float64) if np.ndim(smoothing) <= 1 else None
@@ -855,6 +877,8 @@ def _ingest(
         lock = CrawlLock(_lock_path(state), output).acquire()
     try:
         c = _count(plan, workers, executor, state, progress, [output] if output else [])
+        if before_build is not None:
+            before_build()
         import energy
 
         m = energy.EnergyMap.from_counts(
