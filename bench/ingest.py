@@ -14,7 +14,9 @@ The whole command (``command_case``): ``groundstate ingest`` as a user runs it, 
 in chunks of 1M values, ``--bounds`` given, ``--workers 2``; against the ceiling of a bare
 one-process loop in this process (h5py reads of whole chunks + a boost-histogram fill on the
 same grid, imports already paid). Interleaved with them: the same command over 12 files of
-1000 rows (its fixed cost: everything but the bytes) and the command again (A/A).
+1000 rows (its fixed cost: everything but the bytes) and the command again (A/A); with
+``BENCH_INGEST_BASELINE`` set to another checkout (``git archive main | tar -x -C DIR``), the
+command run with that checkout's code as ``... [baseline]``.
 """
 
 from __future__ import annotations
@@ -174,6 +176,7 @@ CMD_SIZES = {
 COMMAND = "groundstate ingest (whole command, 2 workers)"
 FIXED = "groundstate ingest, 12 files of 1000 rows (fixed cost)"
 CEILING = "ceiling: 1 process, h5py read + boost-histogram fill"
+BASELINE = COMMAND + " [baseline]"
 
 
 def make_command_lake(root: str, size_mb: float, n_files: int = CMD_FILES, seed: int = 1):
@@ -208,13 +211,13 @@ def command_argv(lake: str, output: str, workers: int = CMD_WORKERS) -> list[str
     return argv + [f"--bounds={bounds}", "--workers", str(workers), "-o", output]
 
 
-def run_command(lake: str, output: str, workers: int = CMD_WORKERS) -> int:
-    """Run the command once (the output is removed after); returns its rows used."""
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(C.ROOT), os.environ.get("PYTHONPATH", "")])
-    )
+def run_command(lake: str, output: str, workers: int = CMD_WORKERS, root=None) -> int:
+    """Run the command once (the output is removed after); returns its rows used. ``root``: the
+    checkout whose code runs (default this one)."""
+    root = str(root or C.ROOT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     p = subprocess.run(
-        command_argv(lake, output, workers), env=env, capture_output=True, text=True, cwd=C.ROOT
+        command_argv(lake, output, workers), env=env, capture_output=True, text=True, cwd=root
     )
     try:
         if p.returncode != 0:
@@ -269,6 +272,12 @@ def command_case(size_mb: float, repeats: int, tmp: str, smoke: bool = False) ->
     if not smoke:  # the smoke size only checks that the command runs and counts every row
         engines[COMMAND + " (A/A)"] = lambda: run_command(lake, os.path.join(out, "b.npz"))
         engines[FIXED] = lambda: run_command(small, os.path.join(out, "c.npz"))
+    base = os.environ.get("BENCH_INGEST_BASELINE")
+    if base and not smoke:
+        if not os.path.isfile(os.path.join(base, "groundstate", "cli.py")):
+            raise FileNotFoundError(f"BENCH_INGEST_BASELINE={base!r}: no groundstate/cli.py there")
+        engines[BASELINE] = lambda: run_command(lake, os.path.join(out, "d.npz"), root=base)
+        case["baseline"] = base
     engines[CEILING] = lambda: bare_read_fill(files)
     timings = C.measure(engines, repeats)
     rows = C.rows_of(SUITE, case, timings, nbytes, "bytes")
@@ -276,7 +285,13 @@ def command_case(size_mb: float, repeats: int, tmp: str, smoke: bool = False) ->
         row["rows"] = nrows
     ratios = [
         r
-        for a, b in ((COMMAND, COMMAND + " (A/A)"), (COMMAND, CEILING), (COMMAND, FIXED))
+        for a, b in (
+            (COMMAND, COMMAND + " (A/A)"),
+            (COMMAND, CEILING),
+            (COMMAND, FIXED),
+            (COMMAND, BASELINE),
+            (BASELINE, CEILING),
+        )
         if (r := C.ratio(SUITE, case, timings, a, b))
     ]
     return rows, ratios

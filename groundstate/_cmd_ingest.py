@@ -61,7 +61,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="the map to write")
-    p.set_defaults(func=run)
+    # jax is imported only for the map build: the compilation cache is set up just before it
+    # (groundstate.cli), not before the crawl starts.
+    p.set_defaults(func=run, lazy_compilation_cache=True)
 
 
 def parse_bounds(text: str) -> list[tuple[float, float]]:
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers {args.workers}: expected at least 1")
     if not math.isfinite(args.smoothing) or args.smoothing < 0:
         raise ValueError(f"--smoothing {args.smoothing}: expected a finite width >= 0 (cells)")
+    cache = getattr(args, "compilation_cache", None)
     try:
         m, report = ingest.ingest(
             args.roots,
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             bounds=args.bounds,
             smoothing=args.smoothing,
             workers=args.workers,
+            _before_build=None if cache is None else cache.wait,
         )
     except KeyboardInterrupt:
         # Workers are stopped; every file recorded before the interrupt stays recorded.

@@ -106,6 +106,29 @@ def enable_compilation_cache() -> str | None:
     return str(folder)
 
 
+class _LazyCompilationCache:
+    """The compilation cache of a command that compiles late (``ingest``: a crawl in NumPy,
+    then one map build): `enable_compilation_cache` (which imports jax, ~1 s) runs when the
+    command calls `wait`, just before its first compile, so that the command starts its own work
+    (ingest: the readers' fork server) first. In the calling thread: importing jax from two
+    threads at once fails (circular imports seen half-initialised). An error of the cache itself
+    turns the cache off, never fails the command."""
+
+    def __init__(self):
+        self.asked = False
+        self.folder: str | None = None
+
+    def wait(self) -> str | None:
+        """Set the cache up (once) and return its folder (None: off)."""
+        if not self.asked:
+            self.asked = True
+            try:
+                self.folder = enable_compilation_cache()
+            except Exception:  # noqa: BLE001 - the cache is an optimisation: off on any error
+                self.folder = None
+        return self.folder
+
+
 def _record_compilation_cache(folder: str | None) -> None:
     """After a finished command: hash its new cache entries and keep the cache under its cap."""
     if folder is None:
@@ -139,14 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     # (a background job of a non-interactive shell).
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    lazy = None
     try:
-        cache = enable_compilation_cache()
+        if getattr(args, "lazy_compilation_cache", False):
+            # A command that imports jax only for its last step (ingest): the cache is set up
+            # when the command asks (args.compilation_cache), not before it starts.
+            _compilation_cache.cache_folder()  # a bad GROUNDSTATE_COMPILATION_CACHE: now
+            cache = None
+            lazy = args.compilation_cache = _LazyCompilationCache()
+        else:
+            cache = enable_compilation_cache()
         code = int(args.func(args) or 0)
     except KeyboardInterrupt:
         return _interrupted()
     except (ValueError, OSError) as err:
         print(f"groundstate {args.command}: error: {err}", file=sys.stderr)
         return 1
+    if lazy is not None and lazy.asked:
+        cache = lazy.folder
     _record_compilation_cache(cache)
     return code
 

@@ -469,12 +469,18 @@ def _check_bounds(bounds, d: int):
     return out
 
 
+# energy's default node cap (energy._grid.MAX_DEFAULT_NODES, a test keeps them equal), here so
+# that checking the arguments does not import energy, hence jax (~1 s): the crawl counts with
+# NumPy, and the parent imports jax while its workers read.
+NODE_CAP = 2**24
+
+
 def _check_bins(bins, d: int, notes: list[str] | None = None) -> tuple[int, ...]:
     """Bins per axis, within the node cap: one integer for all axes shrinks to
     ``floor(cap ** (1/d))`` (as ``EnergyMap.from_samples`` does, with a note); bins given per
     axis over the cap are an error. Checked before the crawl: the counts of a crawl are held
     as int64 on the whole grid."""
-    from energy._grid import MAX_DEFAULT_NODES as cap  # 2**24, energy's default node cap
+    cap = NODE_CAP
 
     shape = (bins,) * d if np.ndim(bins) == 0 else tuple(bins)
     if len(shape) != d or any(int(n) != n or n < 2 for n in shape):
@@ -498,9 +504,15 @@ def _check_bins(bins, d: int, notes: list[str] | None = None) -> tuple[int, ...]
 
 
 def _edges(bounds, shape):
-    from energy import bin_edges  # the map's own definition of bins centred on nodes
-
-    return tuple(np.asarray(e, dtype=np.float64) for e in bin_edges(bounds, shape))
+    """The histogram edges of ``energy.bin_edges`` (bins centred on the map's nodes: node k at
+    ``lo + k dx``, ``dx = (hi - lo) / (n - 1)``, its bin ``[lo + (k - 1/2) dx, lo + (k + 1/2) dx)``),
+    computed here in the same float64 steps so that the crawl does not import energy (and jax)
+    before it starts; a test keeps the two equal bit for bit. Bounds and bins are checked."""
+    edges = []
+    for (lo, hi), n in zip(np.asarray(bounds, dtype=np.float64), shape, strict=True):
+        dx = (hi - lo) / (int(n) - 1)
+        edges.append(np.linspace(lo - dx / 2, hi + dx / 2, int(n) + 1))
+    return tuple(edges)
 
 
 @dataclasses.dataclass
@@ -782,6 +794,7 @@ def ingest(
     workers: int | None = None,
     executor: cf.Executor | None = None,
     progress: str | bool | None = None,
+    _before_build=None,
 ):
     """Crawl a data lake into an energy map: ``E = -log p`` of the counted rows.
 
@@ -823,7 +836,17 @@ def ingest(
     server = _ForkServerStart(workers, executor)
     try:
         out = _ingest(
-            roots, variables, output, profile, bins, bounds, smoothing, workers, executor, progress
+            roots,
+            variables,
+            output,
+            profile,
+            bins,
+            bounds,
+            smoothing,
+            workers,
+            executor,
+            progress,
+            _before_build,
         )
     except BaseException:
         server.stop()
@@ -833,9 +856,20 @@ def ingest(
 
 
 def _ingest(
-    roots, variables, output, profile, bins, bounds, smoothing, workers, executor, progress
+    roots,
+    variables,
+    output,
+    profile,
+    bins,
+    bounds,
+    smoothing,
+    workers,
+    executor,
+    progress,
+    before_build=None,
 ):
-    """:func:`ingest`, its fork server started."""
+    """:func:`ingest`, its fork server started; ``before_build()`` (the command line sets its
+    compilation cache up there) is called before the map build."""
     plan = _plan(roots, variables, profile, bins, bounds, workers)
     d = len(plan.specs)
     sm = np.asarray(smoothing, dtype=np.float64) if np.ndim(smoothing) <= 1 else None
@@ -855,6 +889,8 @@ def _ingest(
         lock = CrawlLock(_lock_path(state), output).acquire()
     try:
         c = _count(plan, workers, executor, state, progress, [output] if output else [])
+        if before_build is not None:
+            before_build()
         import energy
 
         m = energy.EnergyMap.from_counts(

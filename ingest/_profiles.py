@@ -13,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from ._units import UnitError, conversion
+from ._units import UnitError, check_unit, conversion
 
 __all__ = [
     "Profile",
@@ -228,7 +228,7 @@ def resolve_vars(variables, profile: Profile | str | os.PathLike | None = None) 
         name, unit = parse_var(item) if isinstance(item, str) else (item[0], item[1])
         if unit is not None:
             try:
-                conversion(unit, unit)
+                check_unit(unit)
             except UnitError as err:
                 raise ValueError(f"--var {name}:{unit}: {err}") from err
         pv = profile.find(name) if profile is not None else None

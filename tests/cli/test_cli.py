@@ -90,3 +90,63 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert energy.Shield.load(out / "shield.npz").threshold > 0
     samples = np.loadtxt(out / "samples.csv", delimiter=",", skiprows=1)
     assert samples.shape == (512, 2) and np.isfinite(samples).all()
+
+
+def test_ingest_help_imports_no_jax():
+    """``groundstate ingest --help`` parses without importing jax or flax."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from groundstate import cli\n"
+        "try:\n"
+        "    cli.main(['ingest', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('jax', 'flax', 'energy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ingest_sets_the_compilation_cache_up_during_the_crawl(tmp_path):
+    """``groundstate ingest`` starts its work before jax is imported: the compilation cache
+    (which imports jax) is set up just before the map build (in the command's own thread), and
+    recorded when the command ends."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "a.csv").write_text("x,y\n-1,2\n-3,4\n0.5,1\n")
+    code = (
+        "import sys, threading\n"
+        "from groundstate import cli, _cmd_ingest\n"
+        "seen = {}\n"
+        "real_run, real_enable = _cmd_ingest.run, cli.enable_compilation_cache\n"
+        "def run(args):\n"
+        "    seen['jax at start'] = 'jax' in sys.modules\n"
+        "    return real_run(args)\n"
+        "def enable():\n"
+        "    seen['thread'] = threading.current_thread().name\n"
+        "    return real_enable()\n"
+        "_cmd_ingest.run, cli.enable_compilation_cache = run, enable\n"
+        f"code = cli.main(['ingest', {str(lake)!r}, '--var', 'x', '--var', 'y', '--bins', '8',\n"
+        f"                 '--workers', '1', '-o', {str(tmp_path / 'm.npz')!r}])\n"
+        "print(code, seen)\n"
+    )
+    cache = tmp_path / "cache"
+    env = dict(os.environ, GROUNDSTATE_COMPILATION_CACHE=str(cache), JAX_PLATFORMS="cpu")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("0 "), out.stdout[-2000:]
+    assert "'jax at start': False" in last
+    assert "'thread': 'MainThread'" in last
+    # recorded at the end: the manifest exists (possibly empty: short compiles are not kept)
+    assert isinstance(json.loads((cache / "groundstate-manifest.json").read_text()), dict)

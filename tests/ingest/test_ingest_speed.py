@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from ingest_helpers import make_lake
 
 import ingest
@@ -156,3 +157,61 @@ def test_parts_cut_short_or_damaged_are_counted_again(tmp_path):
     assert c.report.files_resumed == 3
     np.testing.assert_array_equal(c.counts, fresh.counts)
     assert c.report.rows_used == fresh.report.rows_used
+
+
+def test_known_units_are_what_pint_reads():
+    """Every unit checked without pint (``KNOWN_UNITS``) is one pint reads as itself."""
+    from ingest import _units
+
+    for unit in sorted(_units.KNOWN_UNITS):
+        assert _units.conversion(unit, unit) == (1.0, 0.0), unit
+    _units.check_unit("m")
+    with pytest.raises(_units.UnitError, match="no_such_unit"):
+        _units.check_unit("no_such_unit")
+
+
+def test_edges_and_node_cap_are_energys():
+    """The crawl's own bin edges and node cap equal energy's, bit for bit."""
+    import energy
+    from energy import _grid
+    from ingest import _crawl
+
+    assert _crawl.NODE_CAP == _grid.MAX_DEFAULT_NODES
+    cases = [
+        ([(-4.0, 4.0)] * 3, (64, 64, 64)),
+        ([(0.0, 25.0), (-100.0, 2100.0)], (7, 301)),
+        ([(1e-9, 3e-9), (-1e12, 1e12)], (2, 1000)),
+        ([(-0.1, 0.7)], (33,)),
+    ]
+    for bounds, shape in cases:
+        ours = _crawl._edges(bounds, shape)
+        ref = energy.bin_edges(bounds, shape)
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref, strict=True):
+            assert a.dtype == np.float64 and np.array_equal(a, b)
+
+
+_NO_JAX = """
+import sys
+import ingest
+c = ingest.count(sys.argv[1], ["x:m", "y:s"], bins=8, bounds=[(-3, 3), (-2, 2)], workers=1,
+                 progress=False)
+print(c.report.rows_used, sorted(m for m in ("jax", "flax", "pint", "energy") if m in sys.modules))
+"""
+
+
+def test_a_crawl_in_the_asked_units_imports_neither_jax_nor_pint(tmp_path):
+    """Checking the arguments and counting a lake in the asked units needs NumPy only: no jax
+    (the map build imports it), no pint registry."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(2, 200))
+    _h5(tmp_path / "a.h5", x, y, "m")
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_JAX, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows, mods = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(rows) > 0 and mods == "[]"
