@@ -50,17 +50,22 @@ PROFILES: dict[str, dict[str, dict[str, dict]]] = {
     "quick": {
         # tnn.fit is preparation, not a timed figure: 20 steps train a usable ensemble
         "surrogate": {"SIZES": {"steps": 20}},
+        # the whole command's time is its fixed cost at this size: 20 MB read the same
+        "ingest": {"CMD_SIZES": {"mb": 20}},
     },
     "full": {
-        # 2e5 chain-steps per call (10 steps at 1e5 chains, the suite's floor): 2e6 made the
-        # 9 engines x 9 cases take an hour on 2 cores
+        # 1e5 chain-steps per call (10 steps from 1e4 chains on, the suite's floor): 2e6 made
+        # the 9 engines x 9 cases take over an hour on 2 cores; 10 steps of the 1M chains
         "chains": {
             "SIZES": {
-                "work": 200_000,
-                "million": {"d": 4, "chains": 1_000_000, "steps": 20},
+                "work": 100_000,
+                "million": {"d": 4, "chains": 1_000_000, "steps": 10},
             }
         },
-        "surrogate": {"SIZES": {"steps": 300}},
+        "surrogate": {"SIZES": {"steps": 200}},
+        # 48 MB per format and 120 MB for the whole command (the suite's own: 120 and 600 MB,
+        # over 10 minutes on 2 cores); files read warm from the page cache, the size in the case
+        "ingest": {"SIZES": {"mb": 48}, "CMD_SIZES": {"mb": 120}},
     },
 }
 
