@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         mod = __import__(f"bench.{name}", fromlist=["run"])
         clock = C.SuiteClock()
         try:
-            profile = C.apply_profile(mod, name, size)
+            profile = C.apply_profile(mod, name, size, backend=backend)
             res = mod.run(size, backend, args.repeats)
             if profile:
                 res["profile"] = profile

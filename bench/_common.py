@@ -41,11 +41,13 @@ SCHEMA = 1  # version of the JSON written by `write_result`
 # Sizes: "smoke" for the CI test (seconds), "quick" (< 2 min on 2 quiet cores), "full" (< 15 min).
 SIZES = ("smoke", "quick", "full")
 
-# The time budget of a whole run lives here, in one place: for a size, the entries that replace
+# The time budget of a CPU run lives here, in one place: for a size, the entries that replace
 # a suite's own (``suite -> table attribute of its module -> key -> value``), so that the sum of
-# the suites fits the budget on a quiet 2-core CPU (measured: bench/README.md, "Run time").
-# Only sizes and chain counts change; repeats never go below 5, so every median and range still
-# comes from >= 5 interleaved rounds. A suite keeps every other entry of its own table.
+# the suites fits the budget on a quiet 2-core CPU (< 2 min quick, < 15 min full; measured and
+# estimated in bench/README.md, "Run time"). Only sizes and chain counts change; repeats never
+# go below 5, so every median and range still comes from >= 5 interleaved rounds. A suite keeps
+# every other entry of its own table. GPU and TPU runs use the suites' own sizes (their time
+# goes to compilation, and their throughput needs the most chains).
 PROFILES: dict[str, dict[str, dict[str, dict]]] = {
     "quick": {
         # at 60 MB the whole command took as long as 12 files of 1000 rows (its fixed cost,
@@ -53,10 +55,13 @@ PROFILES: dict[str, dict[str, dict[str, dict]]] = {
         "ingest": {"CMD_SIZES": {"mb": 20}},
     },
     "full": {
-        # 1e5 chain-steps per call (10 steps from 1e4 chains on, the suite's floor): 2e6 made
-        # the 9 engines x 9 cases take over an hour on 2 cores; 10 steps of the 1M chains
+        # On 2 cores each of the 9 cases costs ~25 s of compilation (ours ULA and MALA ~6 s
+        # each, BlackJAX and NumPyro 2-3 s each) and 1e5 chains x 10 steps (the suite's floor)
+        # at d = 6 ~160 s: 1e3 and 1e4 chains per d (1e5 chain-steps per call), and the 1e6
+        # chains of the child run (d = 4, 10 steps), keep 1e3 .. 1e6 in the plot.
         "chains": {
             "SIZES": {
+                "chains": [1_000, 10_000],
                 "work": 100_000,
                 "million": {"d": 4, "chains": 1_000_000, "steps": 10},
             }
@@ -67,15 +72,20 @@ PROFILES: dict[str, dict[str, dict[str, dict]]] = {
         "ingest": {"SIZES": {"mb": 48}, "CMD_SIZES": {"mb": 120}},
     },
 }
+PROFILE_BACKENDS = ("cpu",)  # where PROFILES apply
 
 
-def apply_profile(module, suite: str, size: str, profiles: dict | None = None) -> dict:
-    """Put ``PROFILES[size][suite]`` over the suite module's tables (a new dict per table: the
-    suite's own stays untouched for other sizes); returns what was changed, for the JSON.
+def apply_profile(
+    module, suite: str, size: str, profiles: dict | None = None, backend: str = "cpu"
+) -> dict:
+    """On the CPU, put ``PROFILES[size][suite]`` over the suite module's tables (a new dict per
+    table: the suite's own stays untouched); returns what was changed, for the JSON.
 
     A key the suite's table does not have is an error naming it: a profile that silently did
     nothing would let a run take an hour."""
     plan = (PROFILES if profiles is None else profiles).get(size, {}).get(suite, {})
+    if backend not in PROFILE_BACKENDS:
+        return {}
     changed: dict[str, dict] = {}
     for attr, over in plan.items():
         table = getattr(module, attr, None)

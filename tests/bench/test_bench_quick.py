@@ -107,6 +107,10 @@ def test_profile_replaces_only_its_keys():
     assert mod.SIZES["full"] == {"work": 7, "repeats": 5} and mod.SIZES["quick"]["work"] == 10
     assert own["full"]["work"] == 100  # the suite's own table is not modified
     assert _common.apply_profile(mod, "other", "full", {"full": {"s": {}}}) == {}
+    # GPU and TPU runs keep the suites' own sizes
+    plan = {"quick": {"s": {"SIZES": {"work": 3}}}}
+    assert _common.apply_profile(mod, "s", "quick", plan, backend="gpu") == {}
+    assert mod.SIZES["quick"]["work"] == 10
     with pytest.raises(KeyError, match=r"s.SIZES\['full'\] has no key\(s\) \['wrok'\]"):
         _common.apply_profile(mod, "s", "full", {"full": {"s": {"SIZES": {"wrok": 1}}}})
     with pytest.raises(KeyError, match="s.CMD_SIZES has no size 'full'"):
