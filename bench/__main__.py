@@ -25,7 +25,11 @@ def _parser() -> argparse.ArgumentParser:
         "'python -m bench report' merges results.",
     )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes (< 2 min on 2 cores)")
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (~2.5 min on 2 quiet cores; bench/README.md)",
+    )
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (seconds)")
     p.add_argument("--backend", choices=sorted(PLATFORMS), help="the platform to run on")
     p.add_argument("--only", help=f"comma-separated suites among {','.join(SUITES)}")

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SCHEMA = 1  # version of the JSON written by `write_result`
 
-# Sizes: "smoke" for the CI test (seconds), "quick" (< 2 min on 2 quiet cores), "full" (< 15 min).
+# Sizes: "smoke" for the CI test (seconds), "quick" (minutes), "full" (bench/README.md, Run time).
 SIZES = ("smoke", "quick", "full")
 
 # The time budget of a CPU run lives here, in one place: for a size, the entries that replace
