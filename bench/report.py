@@ -343,6 +343,8 @@ def plot(runs: list[dict], path: Path) -> Path | None:
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ns = [a[0] for v in pts[d].values() for a in v] + [n for n, _, _ in stars.get(d, [])]
+        ax.set_xlim(min(ns) / 2, max(ns) * 2)  # at least two octaves, whatever the counts
         ax.set_title(f"d = {d}")
         ax.set_xlabel("chains")
         ax.grid(True, which="both", alpha=0.3)
