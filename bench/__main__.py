@@ -25,7 +25,11 @@ def _parser() -> argparse.ArgumentParser:
         "'python -m bench report' merges results.",
     )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes (< 2 min on 2 cores)")
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (~2.5 min on 2 quiet cores; bench/README.md)",
+    )
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (seconds)")
     p.add_argument("--backend", choices=sorted(PLATFORMS), help="the platform to run on")
     p.add_argument("--only", help=f"comma-separated suites among {','.join(SUITES)}")
@@ -99,26 +103,33 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for name in only:
         mod = __import__(f"bench.{name}", fromlist=["run"])
-        t0 = time.perf_counter()
+        clock = C.SuiteClock()
         try:
+            profile = C.apply_profile(mod, name, size, backend=backend)
             res = mod.run(size, backend, args.repeats)
+            if profile:
+                res["profile"] = profile
         except Exception as err:  # noqa: BLE001 - one broken suite must not lose the others
             import traceback
 
             traceback.print_exc()
             failed.append(name)
-            result["suites"][name] = {"error": f"{type(err).__name__}: {err}"}
+            result["suites"][name] = {"error": f"{type(err).__name__}: {err}", **clock.stop()}
             continue
-        res["seconds"] = time.perf_counter() - t0
+        res.update(clock.stop())
         result["suites"][name] = res
         mod.print_result(res)
-        C.say(f"  ({name}: {res['seconds']:.0f} s)")
+        C.say(f"  ({name}: {C.fmt_clock(res)})")
     result["seconds"] = time.perf_counter() - t_all
+    # the estimate of the whole run on these cores with nothing else running (see SuiteClock)
+    result["quiet_s"] = sum(r.get("quiet_s", 0.0) for r in result["suites"].values())
+    C.print_clocks(result)
     result["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result["peak_rss_mb"] = C.peak_rss_mb()
     path = C.write_result(result, out_dir)
     C.say(
-        f"\nwrote {path} ({result['seconds']:.0f} s, load at the end {result['load_average_end']})"
+        f"\nwrote {path} ({result['seconds']:.0f} s, about {result['quiet_s']:.0f} s quiet; "
+        f"load at the end {result['load_average_end']})"
     )
     if failed:
         print(f"bench: suite(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -38,8 +38,70 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SCHEMA = 1  # version of the JSON written by `write_result`
 
-# Sizes: "smoke" for the CI test (seconds), "quick" (< 2 min on 2 cores), "full" (< 15 min).
+# Sizes: "smoke" for the CI test (seconds), "quick" (minutes), "full" (bench/README.md, Run time).
 SIZES = ("smoke", "quick", "full")
+
+# The time budget of a CPU run lives here, in one place: for a size, the entries that replace
+# a suite's own (``suite -> table attribute of its module -> key -> value``), so that the sum of
+# the suites fits the budget on a quiet 2-core CPU (< 2 min quick, < 15 min full; measured and
+# estimated in bench/README.md, "Run time"). Only sizes and chain counts change; repeats never
+# go below 5, so every median and range still comes from >= 5 interleaved rounds. A suite keeps
+# every other entry of its own table. GPU and TPU runs use the suites' own sizes (their time
+# goes to compilation, and their throughput needs the most chains).
+PROFILES: dict[str, dict[str, dict[str, dict]]] = {
+    "quick": {
+        # at 60 MB the whole command took as long as 12 files of 1000 rows (its fixed cost,
+        # measured 1.09x [0.84-1.38]): a smaller lake keeps that figure and writes faster
+        "ingest": {"CMD_SIZES": {"mb": 20}},
+    },
+    "full": {
+        # On 2 cores each of the 9 cases costs ~25 s of compilation (ours ULA and MALA ~6 s
+        # each, BlackJAX and NumPyro 2-3 s each) and 1e5 chains x 10 steps (the suite's floor)
+        # at d = 6 ~160 s: 1e3 and 1e4 chains per d (1e5 chain-steps per call), and the 1e6
+        # chains of the child run (d = 4, 10 steps), keep 1e3 .. 1e6 in the plot.
+        "chains": {
+            "SIZES": {
+                "chains": [1_000, 10_000],
+                "work": 100_000,
+                "million": {"d": 4, "chains": 1_000_000, "steps": 10},
+            }
+        },
+        "surrogate": {"SIZES": {"steps": 200}},
+        # 48 MB per format and 120 MB for the whole command (the suite's own 120 and 600 MB
+        # come to an estimated 10 minutes on 2 cores); warm page cache; the size is in the case
+        "ingest": {"SIZES": {"mb": 48}, "CMD_SIZES": {"mb": 120}},
+    },
+}
+PROFILE_BACKENDS = ("cpu",)  # where PROFILES apply
+
+
+def apply_profile(
+    module, suite: str, size: str, profiles: dict | None = None, backend: str = "cpu"
+) -> dict:
+    """On the CPU, put ``PROFILES[size][suite]`` over the suite module's tables (a new dict per
+    table: the suite's own stays untouched); returns what was changed, for the JSON.
+
+    A key the suite's table does not have is an error naming it: a profile that silently did
+    nothing would let a run take an hour."""
+    plan = (PROFILES if profiles is None else profiles).get(size, {}).get(suite, {})
+    if backend not in PROFILE_BACKENDS:
+        return {}
+    changed: dict[str, dict] = {}
+    for attr, over in plan.items():
+        table = getattr(module, attr, None)
+        if not isinstance(table, dict) or size not in table:
+            raise KeyError(f"bench profile: {suite}.{attr} has no size {size!r}")
+        unknown = sorted(set(over) - set(table[size]))
+        if unknown:
+            raise KeyError(
+                f"bench profile: {suite}.{attr}[{size!r}] has no key(s) {unknown} "
+                f"(it has {sorted(table[size])})"
+            )
+        if "repeats" in over and over["repeats"] < 5:
+            raise ValueError(f"bench profile: {suite}.{attr}[{size!r}] repeats < 5")
+        setattr(module, attr, {**table, size: {**table[size], **over}})
+        changed[attr] = over
+    return changed
 
 
 def optional(module: str):
@@ -207,6 +269,90 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MB)."""
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def _load() -> list[float] | None:
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _cpu_now() -> float:
+    """CPU seconds (user + system) of this process, all its threads, and of its children that
+    have ended (the 1M-chain child, the ingest command, their pools)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
+class SuiteClock:
+    """Wall and CPU time of one suite, the load average around it, and what it would take on
+    the same cores with nothing else running.
+
+    On a machine shared with other work the wall time says little about a quiet one. Two
+    estimates of the quiet time, and the larger is kept (``quiet_s``):
+
+    - the CPU time (user + system, threads and ended children): a suite that keeps at least
+      one core busy takes at most that much wall time on a quiet machine (threads spinning
+      while they wait for a core only add to it); CPU spent in grandchildren that are never
+      waited for (a pool's fork server) is not seen, hence the second estimate;
+    - the wall time scaled by the share of the cores the run got: ``cores / max(cores, load)``
+      with the mean of the 1-minute load average at the start and the end (a fair scheduler
+      gives each runnable thread an equal share).
+    """
+
+    def __init__(self) -> None:
+        self.load_start = _load()
+        self.cpu0 = _cpu_now()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> dict:
+        wall = time.perf_counter() - self.t0
+        cpu = _cpu_now() - self.cpu0
+        end = _load()
+        return {
+            "seconds": wall,
+            "cpu_s": cpu,
+            "load_start": self.load_start,
+            "load_end": end,
+            "quiet_s": quiet_estimate(wall, cpu, self.load_start, end),
+        }
+
+
+def quiet_estimate(wall: float, cpu: float, load_start, load_end, cores: int | None = None):
+    """The larger of the CPU time and the wall time scaled by the share of the cores the run
+    got (see `SuiteClock`); the wall time when the load average is unknown."""
+    cores = cores or os.cpu_count() or 1
+    if not load_start or not load_end:
+        return wall
+    load = 0.5 * (load_start[0] + load_end[0])
+    return max(cpu, wall * cores / max(cores, load))
+
+
+def fmt_clock(res: dict) -> str:
+    load = res.get("load_start") or [float("nan")]
+    return (
+        f"{res['seconds']:.0f} s wall, {res.get('cpu_s', float('nan')):.0f} s CPU, "
+        f"load {load[0]:.1f}; quiet {res.get('quiet_s', float('nan')):.0f} s"
+    )
+
+
+def print_clocks(result: dict) -> None:
+    """The time each suite took: wall, CPU (self + children), the load average around it and
+    the estimate of the time on the same cores with nothing else running."""
+    say(
+        "\n== time per suite (wall; CPU = user + system of this process and its children; "
+        "quiet = estimate on these cores unloaded)"
+    )
+    say(f"  {'suite':<12} {'wall s':>8} {'CPU s':>8} {'quiet s':>8}  load 1-min start -> end")
+    tot = [0.0, 0.0, 0.0]
+    for name, res in result["suites"].items():
+        if "seconds" not in res:
+            continue
+        vals = [res["seconds"], res.get("cpu_s", 0.0), res.get("quiet_s", 0.0)]
+        tot = [a + b for a, b in zip(tot, vals, strict=True)]
+        a, b = res.get("load_start") or [float("nan")], res.get("load_end") or [float("nan")]
+        say(
+            f"  {name:<12} {vals[0]:>8.1f} {vals[1]:>8.1f} {vals[2]:>8.1f}  {a[0]:.1f} -> {b[0]:.1f}"
+        )
+    say(f"  {'all':<12} {tot[0]:>8.1f} {tot[1]:>8.1f} {tot[2]:>8.1f}")
 
 
 def write_result(result: dict, out_dir: Path) -> Path:

@@ -16,32 +16,54 @@
 # %% [markdown]
 # # groundstate quickstart: lake -> map -> shield -> chains
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/groundstate/blob/main/examples/notebooks/quickstart.ipynb)
-#
 # The whole workflow on the wind-turbine records shipped with the package: a folder of
 # records becomes an energy map, the map becomes a shield, and Langevin chains sample it.
 #
-# Set `GROUNDSTATE_SMOKE=1` for small sizes (CI). On a fresh Colab runtime the first cell
-# installs the project from `REPO_URL`.
+# Set `GROUNDSTATE_SMOKE=1` for small sizes (CI). Inside a checkout the first cell uses it;
+# on Colab (the README's badges open it there) set `REPO_URL` in that cell, or the environment
+# variable `GROUNDSTATE_REPO`, to the project's git repository: it is cloned and installed.
 
 # %%
 # ruff: noqa: E402 (a notebook imports where a cell needs it)
-# The project's repository: set this to its address if you opened the notebook elsewhere.
-REPO_URL = "https://github.com/OWNER/groundstate"
+# Where the project comes from: the checkout this notebook sits in; elsewhere (Colab) the git
+# repository named in this field or in the environment variable GROUNDSTATE_REPO, cloned here.
+REPO_URL = ""  # @param {type:"string"}
 
 import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 SMOKE = os.environ.get("GROUNDSTATE_SMOKE") == "1"  # small sizes (CI)
+REPO_URL = REPO_URL.strip() or os.environ.get("GROUNDSTATE_REPO", "").strip()
+
+
+def is_checkout(p: Path) -> bool:
+    toml = p / "pyproject.toml"
+    return toml.is_file() and 'name = "groundstate"' in toml.read_text()
+
+
+here = Path.cwd().resolve()
+CHECKOUT = next((p for p in (here, *here.parents) if is_checkout(p)), None)
+if CHECKOUT is None and REPO_URL:
+    CHECKOUT = here / "groundstate"  # cloned once; a later run of this cell reuses it
+    if not CHECKOUT.exists():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(CHECKOUT)], check=True)
+    if not is_checkout(CHECKOUT):
+        raise RuntimeError(f"{CHECKOUT} is not a groundstate checkout (REPO_URL = {REPO_URL!r})")
 if importlib.util.find_spec("energy") is None:
-    # A fresh runtime (Colab): install the project. Its requirements only put floors on jax and
-    # jaxlib, so pip keeps the accelerator build the runtime ships and never replaces it.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", f"groundstate @ git+{REPO_URL}"],
-        check=True,
-    )
+    if CHECKOUT is None:
+        raise RuntimeError(
+            "groundstate is not installed and this notebook is not inside a checkout: set REPO_URL "
+            "at the top of this cell (a form field in Colab) or the environment variable "
+            "GROUNDSTATE_REPO to the project's git repository, then run this cell again."
+        )
+    # Install the checkout. Its requirements only put floors on jax and jaxlib, so pip keeps the
+    # accelerator build the runtime ships and never replaces it.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", str(CHECKOUT)], check=True)
+    importlib.invalidate_caches()
+print("groundstate checkout:", CHECKOUT)
 
 import jax
 

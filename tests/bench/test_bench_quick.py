@@ -70,6 +70,68 @@ def test_json_names_the_machine_and_every_round(smoke_run):
     assert "bench (smoke) on cpu" in out
 
 
+def test_each_suite_has_its_time(smoke_run):
+    """Wall and CPU time of every suite, the load around it and the quiet estimate, in the JSON
+    and in the printed table."""
+    res, out, _ = smoke_run
+    for name in ("interp", "maps"):
+        s = res["suites"][name]
+        assert s["seconds"] > 0 and s["cpu_s"] > 0
+        assert len(s["load_start"]) == 3 and len(s["load_end"]) == 3
+        assert s["quiet_s"] >= s["cpu_s"]
+        assert f"({name}: " in out and " s CPU, load " in out
+    assert res["quiet_s"] == pytest.approx(sum(s["quiet_s"] for s in res["suites"].values()))
+    table = out[out.index("== time per suite") :]
+    assert "interp" in table and "maps" in table and "all" in table
+
+
+def test_quiet_estimate_is_cpu_or_load_scaled_wall():
+    # loaded (mean 1-min load 8 on 2 cores): a quarter of the wall time, unless the CPU is more
+    assert _common.quiet_estimate(100.0, 10.0, [8, 0, 0], [8, 0, 0], cores=2) == 25.0
+    assert _common.quiet_estimate(100.0, 40.0, [8, 0, 0], [8, 0, 0], cores=2) == 40.0
+    # a quiet machine: the wall time
+    assert _common.quiet_estimate(100.0, 150.0, [0.5, 0, 0], [1.0, 0, 0], cores=2) == 150.0
+    assert _common.quiet_estimate(100.0, 50.0, [0.5, 0, 0], [1.0, 0, 0], cores=2) == 100.0
+    assert _common.quiet_estimate(100.0, 50.0, None, None, cores=2) == 100.0
+
+
+def test_profile_replaces_only_its_keys():
+    import types
+
+    mod = types.SimpleNamespace(
+        SIZES={"quick": {"work": 10, "repeats": 5}, "full": {"work": 100, "repeats": 5}}
+    )
+    own = mod.SIZES
+    changed = _common.apply_profile(mod, "s", "full", {"full": {"s": {"SIZES": {"work": 7}}}})
+    assert changed == {"SIZES": {"work": 7}}
+    assert mod.SIZES["full"] == {"work": 7, "repeats": 5} and mod.SIZES["quick"]["work"] == 10
+    assert own["full"]["work"] == 100  # the suite's own table is not modified
+    assert _common.apply_profile(mod, "other", "full", {"full": {"s": {}}}) == {}
+    # GPU and TPU runs keep the suites' own sizes
+    plan = {"quick": {"s": {"SIZES": {"work": 3}}}}
+    assert _common.apply_profile(mod, "s", "quick", plan, backend="gpu") == {}
+    assert mod.SIZES["quick"]["work"] == 10
+    with pytest.raises(KeyError, match=r"s.SIZES\['full'\] has no key\(s\) \['wrok'\]"):
+        _common.apply_profile(mod, "s", "full", {"full": {"s": {"SIZES": {"wrok": 1}}}})
+    with pytest.raises(KeyError, match="s.CMD_SIZES has no size 'full'"):
+        _common.apply_profile(mod, "s", "full", {"full": {"s": {"CMD_SIZES": {"mb": 1}}}})
+    with pytest.raises(ValueError, match="repeats < 5"):
+        _common.apply_profile(mod, "s", "full", {"full": {"s": {"SIZES": {"repeats": 3}}}})
+
+
+def test_profiles_match_the_suites():
+    """Every entry of the time budget names a key its suite really reads (a suite that renames
+    a key would otherwise silently run at its own, slower, size)."""
+    import importlib
+    import types
+
+    for size, suites in _common.PROFILES.items():
+        for suite, plan in suites.items():
+            mod = importlib.import_module(f"bench.{suite}")
+            tables = types.SimpleNamespace(**{attr: getattr(mod, attr, None) for attr in plan})
+            assert _common.apply_profile(tables, suite, size) == plan
+
+
 def test_missing_peer_is_a_skipped_row(smoke_run):
     res, out, _ = smoke_run
     rows = res["suites"]["interp"]["rows"]
@@ -102,6 +164,50 @@ def test_report_merges_runs(smoke_run, tmp_path):
     assert "| d=2 grid=256x256 points=4096 | groundstate linear |" in md
     assert "old.json: not a `python -m bench` result" in md
     assert "## maps" in md
+
+
+def test_report_summary_and_plot_for_the_readme(smoke_run, tmp_path):
+    """--summary: the machines, the largest case of each suite with its A/A noise, and the
+    plot written where --plot says, linked relative to the Markdown."""
+    pytest.importorskip("matplotlib")
+    res, _, _ = smoke_run
+    chains = {
+        "rows": [
+            {
+                "case": {"d": 2, "chains": n},
+                "engine": e,
+                "unit": "chain-steps",
+                "rate_median": r,
+                "rate_min": 0.9 * r,
+                "rate_max": 1.1 * r,
+                "rounds_s": [1.0] * 5,
+            }
+            for n in (1000, 10000)
+            for e, r in (("ours-ula", 2e6), ("ours-ula (A/A)", 2e6), ("numba-ula", 1e6))
+        ],
+        "ratios": [],
+        "million": {"d": 2, "chains": 1_000_000, "steps": 10, "warm_s": 4.0},
+    }
+    run = dict(res, suites=dict(res["suites"], chains=chains))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "run.json").write_text(json.dumps(run))
+    md_path = tmp_path / "out" / "bench.md"
+    png = tmp_path / "docs" / "img" / "chains.png"
+    args = ["--in", str(tmp_path / "in"), "--summary", "--plot", str(png), "-o", str(md_path)]
+    assert report.main(args) == 0
+    md = md_path.read_text()
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert (
+        "![chain-steps per second against chains, per backend and peer](../docs/img/chains.png)"
+        in md
+    )
+    assert "| run | backend | device |" in md and "run time" in md
+    # interp's largest smoke case, its rate, its A/A line and its peer
+    assert "| interp | d=2 grid=256x256 points=4096 | groundstate linear: M points/s |" in md
+    assert "groundstate linear / groundstate linear (A/A) (noise)" in md
+    assert "groundstate linear / map_coordinates order=1" in md
+    assert "## interp" not in md  # the per-case tables are in the full report only
+    assert report.main(args[:-2] + ["--plot", str(tmp_path / "x.svg")]) == 2
 
 
 def test_absent_backend_stops_with_an_error(tmp_path):
