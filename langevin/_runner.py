@@ -1,9 +1,10 @@
 """The chain runner: many Langevin chains in one compiled program (batched kernels + ``lax.scan``).
 
-A run is a sequence of phases, inside one ``jax.jit``; each phase is a kernel of `_kernels`
-(`ula_move` or `mala_move`, batched over chains, with the fixed-axis mask, the box and the
-divergence guard) applied over per-step tables (global step index, noise level, step size,
-temperature):
+A run is a list of phases (`langevin._phases.plan`: data, one `Phase` per part of the run),
+executed inside one ``jax.jit`` by `run_phase`, one blocked scan each. A phase is a kernel of
+`_kernels` (`ula_move` or `mala_move`, batched over chains, with the fixed-axis mask, the box and
+the divergence guard) applied over per-step tables (global step index, noise level, step size,
+temperature) and host-side flags:
 
 1. adaptation before annealing (targets without a grid spacing and no ``step_size``): MALA steps
    whose per-chain step follows dual averaging (`_adaptation`) towards acceptance 0.574; the step
@@ -23,39 +24,53 @@ chain), made for a block of up to 32 steps at once (`scan_blocked`); a gradient-
 compilation per configuration (an `EnergyMap` is passed as arrays, so a new map of the same
 shape reuses the program).
 
-Compile time: phases 2-4 share ONE compiled step (`scan_blocked` over all their steps, the
-phase's level, step size and temperature per step, host-side flags resolved when constant and a
-``lax.cond`` otherwise), and blocks of equal length (no tail loop): one loop nest in the program
-instead of one or two per phase (XLA compile about halved on a 2-D map; only ``thin`` adds a
-second copy, for the recorded steps). On targets without a grid, the adaptation before annealing
-and MALA's temperature annealing keep loops of their own, as a per-step flag or temperature costs
-a cheap target's later steps 20-50%.
+Compile time: phases 2-4 share ONE compiled step (one phase: all their steps, the level, step
+size and temperature per step, host-side flags resolved when constant and a ``lax.cond``
+otherwise), and blocks of equal length (no tail loop): one loop nest in the program instead of
+one or two per phase (XLA compile about halved on a 2-D map; only ``thin`` adds a second copy,
+for the recorded steps). On targets without a grid, the adaptation before annealing and MALA's
+temperature annealing are phases of their own, as a per-step flag or temperature costs a cheap
+target's later steps 20-50%.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _target
 from ._adaptation import dual_averaging_init, dual_averaging_update
 from ._draw_blocks import MALA_DRAW_BLOCK_MIN_D, scan_blocked
 from ._kernels import Constraints, mala_move, ula_move
+from ._phases import MALA_FLAGS, ULA_FRACTION, ULA_FRACTION_COLD, Phase, constant, plan
 from ._prepare import Config
 from ._progress import tick as _tick
 
-__all__ = ["compiled", "program"]
+__all__ = ["ULA_FRACTION", "ULA_FRACTION_COLD", "compiled", "program"]
 
 Array = jax.Array
 
-# Without a grid, ULA uses 1/50 of the adapted MALA step: on a Gaussian of width w the MALA step
-# is ~w^2, so ULA's stationary variance is inflated by ~1 / (1 - 0.01), 1% (0.5% on the std).
-ULA_FRACTION = 0.02
-# At T = 0 ULA is gradient descent: a quarter of the MALA step keeps it stable on curvature up to
-# ~8 / h_mala, with no sampling bias to worry about.
-ULA_FRACTION_COLD = 0.25
+
+class Chains(NamedTuple):
+    """The state of all chains between phases (``e``, ``g``: MALA's energies and gradients)."""
+
+    x: Array
+    e: Array | None
+    g: Array | None
+    bad: Array
+    acc: Array
+
+
+def _tables(ph: Phase, filler, fill):
+    """A per-step table of ``ph.length``: ``filler``'s first steps, then ``fill`` (None: none)."""
+    if filler is None:
+        return None
+    n_rest = ph.length - filler.shape[0]
+    return jnp.concatenate([filler, jnp.broadcast_to(fill, (n_rest,)).astype(filler.dtype)])
 
 
 def program(
@@ -93,21 +108,6 @@ def program(
             return x
         return jax.lax.with_sharding_constraint(x, cfg.sharding)
 
-    def tick(t):
-        _tick(p["run_id"], t, cfg.progress_every)
-
-    # ---- init
-    k_init = jax.random.fold_in(key, 0)
-    if cfg.init_kind == "given":
-        x = p["x0"].astype(dtype)
-    elif cfg.init_kind == "uniform":
-        x = p["init_lo"] + (p["init_hi"] - p["init_lo"]) * jax.random.uniform(k_init, (n, d), dtype)
-    else:
-        x = p["init_lo"] + p["init_hi"] * jax.random.normal(k_init, (n, d), dtype)
-    x = constrain(jnp.where(free, x, fixed))
-    bad = jnp.zeros((n,), bool)
-
-    # ---- random draws, made for a block of steps at once (see `scan_blocked`)
     def constrain_block(a):
         """Shard a block of per-step draws (steps, chains, ...) along its chain axis."""
         if cfg.sharding is None:
@@ -115,6 +115,10 @@ def program(
         spec = PartitionSpec(None, "chains", *([None] * (a.ndim - 2)))
         return jax.lax.with_sharding_constraint(a, NamedSharding(cfg.sharding.mesh, spec))
 
+    def tick(t):
+        _tick(p["run_id"], t, cfg.progress_every)
+
+    # ---- the random draws of a phase, made for a block of steps at once (see `scan_blocked`)
     def ula_draw(phase_key):
         def draw(ts):
             z = jax.vmap(
@@ -123,8 +127,6 @@ def program(
             return constrain_block(z(ts))
 
         return draw
-
-    mala_block = (n * (d + 1), 0 if d >= MALA_DRAW_BLOCK_MIN_D else 1)
 
     def mala_draw(phase_key):
         def one(t):
@@ -137,75 +139,47 @@ def program(
 
         return draw
 
-    # ---- the kernels over a phase
-    def ula_phase(x, bad, phase_key, xs):
-        """ULA over per-step tables ``xs = (step, level, step size, temperature, noisy)``."""
+    # ---- the phases' kernels: one step over (carry, per-step tables and flags, draws)
+    def run_ula(ph: Phase, s: Chains, h) -> Chains:
+        """ULA over the phase's tables ``(step, level, step size, temperature, noisy)``."""
+        c_noisy = constant(ph.flag("noisy"))
+        xs = (
+            ph.start + jnp.arange(ph.length),
+            _tables(ph, ph.level, 0.0),
+            jnp.broadcast_to(h, (ph.length,))
+            if ph.step_size is None
+            else _tables(ph, ph.step_size, h),
+            jnp.broadcast_to(temp, (ph.length,))
+            if ph.temperature is None
+            else _tables(ph, ph.temperature, temp),
+            ph.flag("noisy") if c_noisy is None else None,
+        )
 
         def body(carry, xs_t):
             x, bad = carry
             (t, lvl, h, tt, noisy), z = xs_t
-            if noisy is None:  # one energy for the whole scan (lvl None: the target)
-                g = grad_b(x, lvl)
-            else:  # annealing and sampling in one scan: the level's energy or the target
+            if c_noisy is None:  # annealing and sampling in one scan: the level's energy or not
                 g = jax.lax.cond(noisy, lambda: grad_b(x, lvl), lambda: grad_b(x, None))
+            else:  # one energy for the whole phase (lvl None: the target)
+                g = grad_b(x, lvl)
             x, ok = ula_move(x, g, z, h, tt, m, box)
             tick(t)
             return (constrain(x), bad | ~ok), None
 
-        return scan_blocked(body, (x, bad), xs, ula_draw(phase_key), n * d)
+        key_ph = jax.random.fold_in(key, ph.stream)
+        x, bad = scan_blocked(body, (s.x, s.bad), xs, ula_draw(key_ph), n * d)
+        return s._replace(x=x, bad=bad)
 
     def mala(x, e, g, h, tt, z, u, vg):
         """One batched MALA move on ``vg`` (positions -> energies, gradients)."""
         s, info = mala_move(x, e, g, z, u, h, tt, m, vg, box)
         return constrain(s.position), s.energy, s.energy_grad, info.acceptance_rate
 
-    def target_vg(y):
-        return vg_b(y, None)
-
-    def mala_main(x, bad, acc, n_free, n_an, start, h_init):
-        """MALA's annealing over noise levels, adaptation after it and sampling in ONE scan.
-
-        Steps in order: annealing over noise levels (``n_an``; temperature annealing runs apart,
-        before), adaptation (``cfg.n_post``) and the untraced sampling steps (``n_free``).
-        Per-step inputs: level, step size, and host-side flags (NumPy, so a flag constant over
-        the run is resolved when tracing): ``noisy`` (the level's energy, else the target),
-        ``refresh`` (the energy changed: recompute ``E, ∇E`` at the current states), ``adapt``
-        (per-chain dual-averaging step), ``end`` (last adaptation step: the step becomes the
-        median over chains), ``own`` (use the adapted / given step, not the level's) and
-        ``count`` (add to the acceptance). Returns ``x, e, g, bad, acc, h``.
-        """
-        n_post = cfg.n_post
-        total_n = n_an + n_post + n_free
-        noise = cfg.anneal == "noise"
-        seg = np.repeat(np.arange(3), [n_an, n_post, n_free])  # phase of each step
-        idx = np.arange(total_n)
-        adapt = seg == 1
-        it = np.where(adapt, idx - n_an, 0)
-        end = adapt & (idx == n_an + n_post - 1)
-        noisy = (seg == 0) & noise
-        refresh = np.zeros(total_n, bool)
-        if noise:
-            refresh[np.arange(0, n_an, cfg.anneal_row)] = True
-            if n_an < total_n:
-                refresh[n_an] = True
-        own = ~adapt & ~noisy
-        count = seg == 2
-        first_noisy = bool(total_n and noisy[0])
-        refresh[:1] = False  # the energies at step 0 are computed before the scan
-
-        t_adapt = jnp.where(temp > 0, temp, 1.0)  # adaptation runs at T (at 1 when T = 0)
-        zeros_f = lambda k: jnp.zeros((k,), dtype)  # noqa: E731
-        lvl = h_lvl = None
-        if noise:
-            lvl = jnp.concatenate([p["anneal_sigma"], zeros_f(n_post + n_free)])
-            h_lvl = jnp.concatenate([p["anneal_h"], zeros_f(n_post + n_free)])
-
-        def const(flags):
-            """True / False when a flag is the same at every step, else None (per step)."""
-            return True if flags.all() else (False if not flags.any() else None)
-
-        flags = dict(noisy=noisy, refresh=refresh, adapt=adapt, end=end, own=own, count=count)
-        c = {name: const(a) for name, a in flags.items()}
+    def run_mala(ph: Phase, s: Chains, h_init):
+        """MALA over the phase's tables and flags (`langevin._phases.MALA_FLAGS`); returns the
+        chains, the run's step after the phase and the final dual-averaging state."""
+        flags = {name: ph.flag(name) for name in MALA_FLAGS}
+        c = {name: constant(a) for name, a in flags.items()}
 
         def pick(name, flag, on, off):
             if c[name] is None:
@@ -217,11 +191,12 @@ def program(
                 return jnp.where(flag, on, off)
             return on if c[name] else off
 
+        t_adapt = jnp.where(temp > 0, temp, 1.0)  # adaptation runs at T (at 1 when T = 0)
         mu = jnp.log(10.0 * p["h0"])
 
         def body(carry, xs_t):
             x, e, g, bad, acc, da, h_cur = carry
-            (t, lvl_t, h_t, it_t, *fl), (z, u) = xs_t
+            (t, lvl_t, h_t, t_t, it_t, *fl), (z, u) = xs_t
             f = dict(zip(flags, fl, strict=True))
 
             def vg(y):
@@ -229,7 +204,8 @@ def program(
 
             if c["refresh"] is not False:
                 e, g = pick("refresh", f["refresh"], lambda: vg(x), lambda: (e, g))
-            tt = temp if c["adapt"] is False else pick_value("adapt", f["adapt"], t_adapt, temp)
+            t_run = temp if t_t is None else t_t
+            tt = t_run if c["adapt"] is False else pick_value("adapt", f["adapt"], t_adapt, t_run)
             h_own = h_cur if c["end"] is not False else h_init  # no adaptation: the given step
             h = h_own if h_t is None else pick_value("own", f["own"], h_own, h_t)
 
@@ -244,175 +220,103 @@ def program(
             # the dual-averaging arithmetic (measured 2x on a cheap target with a select)
             x, e, g, a, da = pick("adapt", f["adapt"], adapting, plain)
             if c["end"] is not False:
-                h_cur = pick(
-                    "end",
-                    f["end"],
-                    lambda: jnp.median(jnp.exp(da.log_step_avg[: cfg.n_real])).astype(dtype),
-                    lambda: h_cur,
-                )
+                h_cur = pick("end", f["end"], lambda: median_step(da), lambda: h_cur)
             if c["count"] is not False:
                 acc = acc + pick_value("count", f["count"], a, jnp.zeros_like(a))
             tick(t)
             return (x, e, g, bad, acc, da, h_cur), None
 
-        e, g = vg_b(x, p["anneal_sigma"][0] if first_noisy else None)
+        e, g = s.e, s.g
+        if ph.fresh:
+            first_noisy = bool(ph.length and flags["noisy"][0])
+            e, g = vg_b(s.x, ph.level[0] if first_noisy else None)
         da = dual_averaging_init(p["h0"], (n,), dtype)
-        carry = (x, e, g, bad, acc, da, jnp.asarray(h_init, dtype))
-        if total_n == 0:
-            return x, e, g, bad, acc, carry[-1]
-        dyn = lambda name, a: jnp.asarray(a) if c[name] is None else None  # noqa: E731
-        xs = (
-            start + jnp.arange(total_n),
-            lvl,
-            h_lvl,
-            jnp.asarray(it, jnp.int32),
-            *(dyn(name, a) for name, a in flags.items()),
-        )
-        x, e, g, bad, acc, _, h = scan_blocked(body, carry, xs, mala_draw(k_steps), *mala_block)
-        return x, e, g, bad, acc, h
+        carry = (s.x, e, g, s.bad, s.acc, da, jnp.asarray(h_init, dtype))
+        if ph.length:
+            dyn = lambda name, a: jnp.asarray(a) if c[name] is None else None  # noqa: E731
+            it = None if ph.adapt_iter is None else jnp.asarray(ph.adapt_iter, jnp.int32)
+            xs = (
+                ph.start + jnp.arange(ph.length),
+                _tables(ph, ph.level, 0.0),
+                _tables(ph, ph.step_size, 0.0),
+                ph.temperature,
+                it,
+                *(dyn(name, a) for name, a in flags.items()),
+            )
+            draw = mala_draw(jax.random.fold_in(key, ph.stream))
+            block = (n * (d + 1), 0 if d >= MALA_DRAW_BLOCK_MIN_D else 1)
+            carry = scan_blocked(body, carry, xs, draw, *block)
+        x, e, g, bad, acc, da, h = carry
+        return Chains(x, e, g, bad, acc), h, da
 
-    def adapt_phase(x, h0, phase_key, start, length):
-        """Dual averaging of a per-chain step towards the target acceptance; returns the median."""
-        t_adapt = jnp.where(temp > 0, temp, 1.0)
-        mu = jnp.log(10.0 * h0)
-        e, g = vg_b(x, None)
+    def median_step(da):
+        """The step after adaptation: the median over the (real) chains of their ``h̄``."""
+        return jnp.median(jnp.exp(da.log_step_avg[: cfg.n_real])).astype(dtype)
 
-        def body(carry, xs_i):
-            x, e, g, da = carry
-            (i,), (z, u) = xs_i
-            x, e, g, a = mala(x, e, g, jnp.exp(da.log_step)[:, None], t_adapt, z, u, target_vg)
-            tick(start + i)
-            return (x, e, g, dual_averaging_update(da, a, i, mu, dtype)), None
+    def run_phase(ph: Phase, s: Chains, h) -> tuple[Chains, Array]:
+        """The chains and the run's step after the phase."""
+        if ph.kernel == "ula":
+            return (run_ula(ph, s, h) if ph.length else s), h
+        s, h_out, da = run_mala(ph, s, h)
+        if not ph.adapts_to_end:
+            return s, h_out
+        h_adapted = median_step(da)
+        scale = ph.adapted_step_scale
+        return s, h_adapted if scale is None else h_adapted * scale
 
-        init = (x, e, g, dual_averaging_init(h0, (n,), dtype))
-        xs = (jnp.arange(length),)
-        x, _, _, da = scan_blocked(body, init, xs, mala_draw(phase_key), *mala_block)
-        return x, jnp.median(jnp.exp(da.log_step_avg[: cfg.n_real])).astype(dtype)
+    def record(ph: Phase, s: Chains, h):
+        """The phase in blocks of ``record_every`` steps; positions and energies after each."""
+        every = ph.record_every
 
-    offset = 0
-    h = p["h"]
-    n_keep = cfg.n_steps // cfg.thin if cfg.thin else 0
-    # A cut run with thin chunks its recorded steps themselves (n_chunked = n_keep * thin, see
-    # langevin._resumable.plan): each chunk records its draws and the tail records none.
-    recorded_in_chunks = part != "all" and n_keep > 0
-    n_free = cfg.n_steps - n_chunked - (0 if recorded_in_chunks else n_keep * cfg.thin)
-    acc = jnp.zeros((n,), dtype)
-    k_steps = jax.random.fold_in(key, 2)  # one key for every step (draws by global step index)
+        def block(s, j):
+            flags = {name: a[:every] for name, a in ph.flags.items()}  # the same at every step
+            sub = dataclasses.replace(
+                ph, start=ph.start + j * every, length=every, flags=flags, record_every=0
+            )
+            s, _ = run_phase(sub, s, h)
+            return s, (s.x, jax.vmap(total, in_axes=(0, None))(s.x, None))
 
-    def run_ula(carry, h, start, length):
-        x, bad, acc = carry
-        xs = (
-            start + jnp.arange(length),
-            None,
-            jnp.broadcast_to(h, (length,)),
-            jnp.broadcast_to(temp, (length,)),
-            None,
-        )
-        x, bad = ula_phase(x, bad, k_steps, xs)
-        return x, bad, acc
+        return jax.lax.scan(block, s, jnp.arange(ph.length // every))
 
-    def run_mala(carry, h, start, length):
-        def body(c, xs_t):
-            x, e, g, bad, acc = c
-            (t,), (z, u) = xs_t
-            x, e, g, a = mala(x, e, g, h, temp, z, u, target_vg)
-            tick(t)
-            return (x, e, g, bad, acc + a), None
-
-        xs = (start + jnp.arange(length),)
-        return scan_blocked(body, carry, xs, mala_draw(k_steps), *mala_block)
-
-    run_h = run_ula if cfg.method == "ula" else run_mala
-    if part == "chunk" and recorded_in_chunks:  # `length` is a whole number of thin blocks
-        h = state["h"]
-
-        def rec(c, j):
-            c = run_h(c, h, start + j * cfg.thin, cfg.thin)
-            return c, (c[0], jax.vmap(total, in_axes=(0, None))(c[0], None))
-
-        carry, (traj, etrace) = jax.lax.scan(rec, state["carry"], jnp.arange(length // cfg.thin))
-        return {"carry": carry, "h": h, "trajectory": traj, "energy_trace": etrace}
-    if part == "chunk":
-        return {"carry": run_h(state["carry"], state["h"], start, length), "h": state["h"]}
-    if part == "tail":
-        carry, h = state["carry"], state["h"]
-    elif cfg.method == "ula":
-        if cfg.n_pre:
-            x, h_mala = adapt_phase(x, p["h0"], jax.random.fold_in(key, 1), offset, cfg.n_pre)
-            # no noise at T = 0: no bias to bound, only stability
-            h = h_mala * jnp.where(temp > 0, ULA_FRACTION, ULA_FRACTION_COLD)
-            offset += cfg.n_pre
-        # Annealing and the untraced sampling steps run in ONE scan (one compiled step): per-step
-        # step size, temperature and level; under noise annealing a per-step flag picks the
-        # level's energy or the target (a `cond`: only one of the two runs).
-        steps = offset + jnp.arange(cfg.n_anneal + n_free)
-        h_all = jnp.broadcast_to(h, steps.shape)
-        t_all = jnp.broadcast_to(temp, steps.shape)
-        lvl = noisy = None
-        if cfg.anneal == "noise":
-            lvl = jnp.concatenate([p["anneal_sigma"], jnp.zeros((n_free,), dtype)])
-            h_all = jnp.concatenate([p["anneal_h"], h_all[cfg.n_anneal :]])
-            if n_free:
-                noisy = np.arange(cfg.n_anneal + n_free) < cfg.n_anneal
-        elif cfg.anneal == "temperature":
-            t_all = jnp.concatenate([p["anneal_t"], t_all[cfg.n_anneal :]])
-        if steps.shape[0]:
-            x, bad = ula_phase(x, bad, k_steps, (steps, lvl, h_all, t_all, noisy))
-        offset += cfg.n_anneal + n_free
-
-        carry = (x, bad, acc)
+    # ---- init
+    k_init = jax.random.fold_in(key, 0)
+    if cfg.init_kind == "given":
+        x = p["x0"].astype(dtype)
+    elif cfg.init_kind == "uniform":
+        x = p["init_lo"] + (p["init_hi"] - p["init_lo"]) * jax.random.uniform(k_init, (n, d), dtype)
     else:
-        if cfg.n_pre:
-            # Adaptation before annealing (targets without a grid: plain functions, cheap per
-            # step) runs in a loop of its own: inside the common scan it costs every later step
-            # a `cond` (measured +20-50% there). Adaptation after annealing (maps) stays inside.
-            x, h = adapt_phase(x, p["h0"], jax.random.fold_in(key, 1), 0, cfg.n_pre)
-            offset = cfg.n_pre
-        n_an = cfg.n_anneal
-        if cfg.anneal == "temperature":
-            # Temperature annealing (plain functions) in a loop of its own too: a temperature
-            # read per step costs MALA's later steps ~1.5x on a cheap target.
-            xs = (offset + jnp.arange(n_an), p["anneal_t"])
-            e, g = vg_b(x, None)
+        x = p["init_lo"] + p["init_hi"] * jax.random.normal(k_init, (n, d), dtype)
+    mala_state = cfg.method == "mala"
+    if part in ("chunk", "tail"):
+        h = state["h"]
+        s = _unpack(state["carry"], mala_state)
+    else:
+        x = constrain(jnp.where(free, x, fixed))
+        h = p["h"]
+        s = Chains(x, None, None, jnp.zeros((n,), bool), jnp.zeros((n,), dtype))
 
-            def anneal_body(c, xs_t):
-                x, e, g = c
-                (t, tt), (z, u) = xs_t
-                x, e, g, _ = mala(x, e, g, h, tt, z, u, target_vg)
-                tick(t)
-                return (x, e, g), None
-
-            x, _, _ = scan_blocked(anneal_body, (x, e, g), xs, mala_draw(k_steps), *mala_block)
-            offset, n_an = offset + n_an, 0
-        x, e, g, bad, acc, h = mala_main(x, bad, acc, n_free, n_an, offset, h)
-        offset += n_an + cfg.n_post + n_free
-
-        carry = (x, e, g, bad, acc)
-
-    if part == "head":
-        return {"carry": carry, "h": jnp.asarray(h, dtype)}
     traj = etrace = None
-    if n_keep and not recorded_in_chunks:
+    for ph in plan(p, cfg, part, n_chunked, start, length):
+        if ph.record_every:
+            s, (traj, etrace) = record(ph, s, h)
+        else:
+            s, h = run_phase(ph, s, h)
+    if part == "chunk":
+        out = {"carry": _pack(s, mala_state), "h": h}
+        return out if traj is None else {**out, "trajectory": traj, "energy_trace": etrace}
+    if part == "head":
+        return {"carry": _pack(s, mala_state), "h": jnp.asarray(h, dtype)}
 
-        def block(c, j):
-            c = run_h(c, h, offset + n_free + j * cfg.thin, cfg.thin)
-            xj = c[0]
-            return c, (xj, jax.vmap(total, in_axes=(0, None))(xj, None))
-
-        carry, (traj, etrace) = jax.lax.scan(block, carry, jnp.arange(n_keep))
-    x, bad, acc = carry[0], carry[-2], carry[-1]
-
-    e_map = jax.vmap(target)(x)
-    e_obj = jax.vmap(objective)(x) if objective is not None else None
+    e_map = jax.vmap(target)(s.x)
+    e_obj = jax.vmap(objective)(s.x) if objective is not None else None
     e_tot = e_map + weight * e_obj if objective is not None else e_map
-    bad = bad | ~jnp.isfinite(e_tot)
     return {
-        "positions": x,
+        "positions": s.x,
         "energies": e_map,
         "total": e_tot,
         "objective": e_obj,
-        "acceptance": acc / cfg.n_steps if cfg.method == "mala" else None,
-        "diverged": bad,
+        "acceptance": s.acc / cfg.n_steps if cfg.method == "mala" else None,
+        "diverged": s.bad | ~jnp.isfinite(e_tot),
         "step_size": jnp.asarray(h, dtype),
         "trajectory": traj,
         "energy_trace": etrace,
@@ -458,3 +362,16 @@ def run_in_chunks(p: dict, cfg: Config, chunk_steps: int, on_chunk=None) -> dict
             jax.block_until_ready(state)
             on_chunk(start + chunk_steps)
     return compiled(p, cfg, part="tail", n_chunked=n_chunked, state=state)
+
+
+def _unpack(carry: tuple, mala: bool) -> Chains:
+    """`Chains` from a saved state's carry: ``(x, e, g, bad, acc)`` (MALA), ``(x, bad, acc)``."""
+    if mala:
+        return Chains(*carry)
+    x, bad, acc = carry
+    return Chains(x, None, None, bad, acc)
+
+
+def _pack(s: Chains, mala: bool) -> tuple:
+    """The carry of a saved state (`_unpack`'s inverse)."""
+    return (s.x, s.e, s.g, s.bad, s.acc) if mala else (s.x, s.bad, s.acc)
