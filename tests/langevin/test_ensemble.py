@@ -238,3 +238,15 @@ def test_plain_path_reports_progress(monkeypatch, capsys):
     assert seen and max(seen) == 200  # n_warmup + n_steps, every PROGRESS_EVERY steps
     without = langevin.sample(fn, jax.random.key(4), progress=False, **kw)
     np.testing.assert_array_equal(with_bar.positions, without.positions)
+
+
+@pytest.mark.parametrize("kw", [dict(checkpoint="ckpt"), dict(trace="tr", thin=5)])
+def test_plain_path_refuses_checkpoint_and_trace_clearly(tmp_path, kw):
+    """Not implemented on the ensemble path: a clear error that says what runs them, and no
+    folder is created."""
+    import langevin
+
+    kw = {k: (str(tmp_path / v) if k in ("checkpoint", "trace") else v) for k, v in kw.items()}
+    with pytest.raises(ValueError, match="ensemble-adaptation path.*schedule=None"):
+        langevin.sample(lambda x: 0.5 * x @ x, jax.random.key(0), 16, init=jnp.zeros(2), **kw)
+    assert list(tmp_path.iterdir()) == []
