@@ -24,6 +24,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _ensemble, _kernels
+from ._draw_blocks import MALA_DRAW_BLOCK_MIN_D, scan_blocked
+from ._progress import tick
 
 __all__ = ["EnsembleConfig", "run"]
 
@@ -41,6 +43,7 @@ class EnsembleConfig(NamedTuple):
     restart_stuck: bool
     n_real: int = 0  # chains asked for (0: all); padded chains never enter the statistics
     sharding: Any = None  # NamedSharding of (chains, d) over devices, or None
+    progress_every: int = 0  # a progress callback every this many steps (0: none compiled)
 
 
 def _draws(key: Array, n: int, d: int, dtype):
@@ -53,12 +56,17 @@ def _draws(key: Array, n: int, d: int, dtype):
     return jax.random.normal(kz, (n, d), dtype), jax.random.uniform(ku, (n,), dtype)
 
 
-def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleConfig) -> dict:
+def program(
+    energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleConfig, run_id=0
+) -> dict:
     """The whole run (traceable; `run` jits it with ``energy_fn`` and ``cfg`` static).
 
     Results do not depend on how the chains are sharded: every statistic over chains is taken
     on a replicated copy of the real chains (padding excluded), and each chain draws from a key
-    made from its index.
+    made from its index. Step ``t``'s draws are `_draws` of ``fold_in(phase key, t)`` whether
+    they are made inside the step or for a block of steps at once (`scan_blocked`, from d =
+    `MALA_DRAW_BLOCK_MIN_D` on, as the map runner), so the blocking changes no number.
+    ``run_id`` names the progress bar the program reports to (``cfg.progress_every`` > 0).
     """
     n, d = x0.shape
     n_real = cfg.n_real or n
@@ -66,16 +74,16 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
     init_b = jax.vmap(_kernels.init, in_axes=(0, None))
     k_warm, k_samp = jax.random.split(key)
 
-    def mala_b(key, state, fn, h, t):
-        """A MALA step of every chain (`_kernels.mala_move`, batched)."""
-        z, u = _draws(key, n, d, dtype)
+    def mala_b(draws, state, fn, h, t):
+        """A MALA step of every chain (`_kernels.mala_move`, batched) with draws ``(z, u)``."""
+        z, u = draws
         x, e, g = state
         vg = jax.vmap(jax.value_and_grad(fn))
         return _kernels.mala_move(x, e, g, z, u, h, t, 1.0, lambda y: vg(constrain(y)), None)
 
-    def ula_b(key, state, fn, h, t):
+    def ula_b(draws, state, fn, h, t):
         """A ULA step of every chain (`_kernels.ula_move`; gradient only, energies at the end)."""
-        z, _ = _draws(key, n, d, dtype)
+        z, _ = draws
         x, ok = _kernels.ula_move(state.position, state.energy_grad, z, h, t, 1.0, None)
         g = jax.vmap(jax.grad(fn))(constrain(x))  # not finite: the next move keeps the chain
         g_ok = _kernels.row_all(jnp.isfinite(g))
@@ -95,6 +103,25 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
             return a
         return jax.lax.with_sharding_constraint(a, cfg.sharding)
 
+    def constrain_block(a):
+        """Shard a block of per-step draws (steps, chains, ...) along its chain axis."""
+        if cfg.sharding is None:
+            return a
+        spec = PartitionSpec(None, *cfg.sharding.spec[:1], *([None] * (a.ndim - 2)))
+        return jax.lax.with_sharding_constraint(a, NamedSharding(cfg.sharding.mesh, spec))
+
+    def draw(phase_key):
+        """``steps (K,) -> (z (K, n, d), u (K, n))``: `_draws` of each step's key."""
+
+        def block(ts):
+            z, u = jax.vmap(lambda t: _draws(jax.random.fold_in(phase_key, t), n, d, dtype))(ts)
+            return constrain_block(z), constrain_block(u)
+
+        return block
+
+    # blocks of draws as in the map runner: from d = 3 on (below, a draw inside each step)
+    block = (n * (d + 1), 0 if d >= MALA_DRAW_BLOCK_MIN_D else 1)
+
     # ---- warm-up
     adapt = _ensemble.init(n_real, d, cfg.dense, dtype=dtype)
     state = init_b(constrain(x0), _ensemble.whitened_energy(energy_fn, adapt.factor))
@@ -105,11 +132,12 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
 
         def warm(carry, xs_t):
             state, adapt = carry
-            t, collect, end, average, start = xs_t
+            (t, collect, end, average, start), draws = xs_t
             k_t = jax.random.fold_in(k_warm, t)
             fn = _ensemble.whitened_energy(energy_fn, adapt.factor)
             h = jnp.exp(adapt.log_step)
-            state, info = mala_b(k_t, state, fn, h, temperature)
+            state, info = mala_b(draws, state, fn, h, temperature)
+            tick(run_id, t, cfg.progress_every)
             new = _ensemble.update(
                 adapt,
                 gather(state.position),
@@ -148,7 +176,7 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
             new = new._replace(n_restarted=new.n_restarted + n_restart)
             return (state, new), None
 
-        (state, adapt), _ = jax.lax.scan(warm, (state, adapt), xs)
+        state, adapt = scan_blocked(warm, (state, adapt), xs, draw(k_warm), *block)
     h_mala = _ensemble.final_step_size(adapt)
     h = h_mala if cfg.method == "mala" else _ensemble.ula_step_size(h_mala, d)
 
@@ -158,27 +186,34 @@ def program(energy_fn, key: Array, x0: Array, temperature: Array, cfg: EnsembleC
     kernel = mala_b if cfg.method == "mala" else ula_b
     n_rec = cfg.n_steps // cfg.thin if cfg.thin else 0
 
-    def samp(carry, t):
+    def samp(carry, xs_t):
         state, acc, bad = carry
-        new, info = kernel(jax.random.fold_in(k_samp, t), state, fn, h, temperature)
+        (t,), draws = xs_t
+        new, info = kernel(draws, state, fn, h, temperature)
+        tick(run_id, cfg.n_warmup + t, cfg.progress_every)
         return (new, acc + info.acceptance_rate, bad | info.is_diverged), None
+
+    def samp_steps(carry, ts):
+        if ts.shape[0] == 0:
+            return carry
+        return scan_blocked(samp, carry, (ts,), draw(k_samp), *block)
 
     acc0 = jnp.zeros(n, dtype)
     if n_rec:
         steps = jnp.arange(n_rec * cfg.thin).reshape(n_rec, cfg.thin)
 
         def record(carry, ts):
-            carry, _ = jax.lax.scan(samp, carry, ts)
+            carry = samp_steps(carry, ts)
             pos = carry[0].position
             e = carry[0].energy if cfg.method == "mala" else jax.vmap(fn)(pos)
             return carry, (pos, e)
 
         (state, acc, bad), (traj_y, e_trace) = jax.lax.scan(record, (state, acc0, bad), steps)
         rest = jnp.arange(n_rec * cfg.thin, cfg.n_steps)
-        (state, acc, bad), _ = jax.lax.scan(samp, (state, acc, bad), rest)
+        state, acc, bad = samp_steps((state, acc, bad), rest)
         trajectory = _ensemble.from_whitened(factor, traj_y)
     else:
-        (state, acc, bad), _ = jax.lax.scan(samp, (state, acc0, bad), jnp.arange(cfg.n_steps))
+        state, acc, bad = samp_steps((state, acc0, bad), jnp.arange(cfg.n_steps))
         trajectory = e_trace = None
     acceptance = acc / cfg.n_steps
     if cfg.method == "mala":

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _ensemble, _ensemble_run, _target
+from . import _ensemble, _ensemble_run, _progress, _target
 
 # Warm-up of a plain function when n_warmup is not given: Stan's 1000 buys windows of
 # 75 | 50 100 200 375 (x 1000 / 1000) | 100; measured on the banana, 1000 steps against 500
@@ -95,7 +95,7 @@ def _program(p: dict, cfg: PlainConfig) -> dict:
         idx = jnp.where(jnp.arange(n_pad) < n, idx, 0)
         z0 = pts[idx][:, free]
     out = _ensemble_run.program(
-        total, jax.random.fold_in(p["key"], 1), z0, p["temperature"], cfg.run
+        total, jax.random.fold_in(p["key"], 1), z0, p["temperature"], cfg.run, p["run_id"]
     )
     positions = jax.vmap(full)(out["positions"])
     energies = jax.vmap(target)(positions)
@@ -138,14 +138,23 @@ def run(prep, n_warmup: int | None) -> PlainRun:
         restart_stuck=True,
         n_real=cfg.n_real,
         sharding=cfg.sharding,
+        progress_every=cfg.progress_every,
     )
     objective = cfg.objective  # already a static key (`_target.callable_key`)
     pcfg = PlainConfig(run_cfg, cfg.target, objective, free, cfg.d, cfg.init_kind, n_super or 1)
     q = {k: p[k] for k in ("target", "key", "x0", "fixed", "weight", "temperature", "init_hi")}
+    q["run_id"] = jnp.int32(0)
     if cfg.init_kind != "given":
         q["n_pad"] = jnp.zeros(cfg.n, jnp.int8)  # carries the padded chain count as a shape
+
+    def set_run_id(i):
+        q["run_id"] = jnp.int32(i)
+
     t0 = time.perf_counter()
-    out = _compiled(q, pcfg)
+    # a bar over warm-up and sampling (`langevin._progress`; every = 0: no bar, no callback)
+    out = _progress.run_with_progress(
+        lambda: _compiled(q, pcfg), warm + cfg.n_steps, cfg.progress_every, set_run_id
+    )
     jax.block_until_ready(out)
     wall = time.perf_counter() - t0
     kind = "dense" if run_cfg.dense else "diagonal"

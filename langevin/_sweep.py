@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _distributed, _prepare, _runner, _sample
+from . import _distributed, _plain, _prepare, _runner, _sample
 from ._options import Options
 from ._table import TableWriter
 
@@ -105,7 +105,11 @@ def sweep(
     """Run a batch of settings in one compiled program and keep the best designs of each.
 
     Setting ``b`` runs exactly ``langevin.sample(target, jax.random.fold_in(key, b), n_chains,
-    ..., weight=w_b, temperature=T_b, fixed=fixed_b)``; all settings are vmapped into one program.
+    ..., weight=w_b, temperature=T_b, fixed=fixed_b)``, with the same defaults: the settings
+    that ``sample`` runs on the ensemble path (a plain function at ``T > 0`` with
+    ``schedule="auto"``: no tempering, a warm-up adapted over the setting's chains) run one
+    after the other, each in the program ``sample`` compiles once; all the others are vmapped
+    into one program (e.g. ``T = 0`` settings: optimisation, annealed as in ``sample``).
     Designs are ranked by ``E_total = E + w_b * objective`` (lowest first); with ``shield``, states
     it blocks (``shield(positions).allow`` False) and diverged chains rank last and are flagged.
 
@@ -172,7 +176,23 @@ def sweep(
         if "weight" in table:
             row["weight"] = float(table["weight"][b])
         settings_of.append(dataclasses.replace(opts, **row))
-    prep0 = _prepare.prepare(target, keys[0], settings_of[0], sharded=False)
+    # Like `sample`: a plain function at T > 0 with schedule="auto" takes the ensemble path
+    # (no tempering, adaptation over the ensemble), one setting at a time (its warm-up adapts
+    # over that setting's chains); every other setting runs in the vmapped program.
+    plain = [
+        _plain.applies(target, o.schedule, o.step_size, o.temperature, o.bounds)
+        for o in settings_of
+    ]
+
+    def prep_of(b):
+        if plain[b]:
+            opts_b = dataclasses.replace(settings_of[b], schedule=None)
+            return _prepare.prepare(target, keys[b], opts_b)
+        return _prepare.prepare(target, keys[b], settings_of[b], sharded=False)
+
+    first_vmapped = next((b for b in range(n_set) if not plain[b]), None)
+    b0 = 0 if first_vmapped is None else first_vmapped
+    prep0 = prep_of(b0)
     cfg = prep0.cfg
     n_dev = jax.device_count()
     size = n_set if chunk is None and output is None else min(int(chunk or 64), n_set)
@@ -186,23 +206,26 @@ def sweep(
     complete = False
     try:
         for first in range(0, n_set, size):
-            rows = [min(b, n_set - 1) for b in range(first, first + size)]
-            preps = [
-                prep0
-                if b == 0
-                else _prepare.prepare(target, keys[b], settings_of[b], sharded=False)
-                for b in rows
-            ]
-            for b, prep in zip(rows, preps, strict=True):
-                if prep.cfg != cfg:
-                    raise ValueError(
-                        f"setting {b} needs a different program than setting 0 (e.g. a "
-                        "temperature of 0 next to positive ones under a noise schedule is fine, "
-                        "but different phases are not): split the sweep"
-                    )
-            part = _run_chunk(preps, cfg, mesh, shield, n_best)
-            n_here = min(size, n_set - first)
-            part = jax.tree_util.tree_map(lambda a, n=n_here: a[:n], part)  # padding dropped
+            here = list(range(first, min(first + size, n_set)))
+            rows_of = {}
+            vm = [b for b in here if not plain[b]]
+            if vm:
+                rows = vm + [vm[-1]] * (-len(vm) % n_dev)  # padding: the last setting again
+                preps = [prep0 if b == b0 else prep_of(b) for b in rows]
+                for b, prep in zip(rows, preps, strict=True):
+                    if prep.cfg != cfg:
+                        raise ValueError(
+                            f"setting {b} needs a different program than setting {b0} (e.g. "
+                            "a temperature of 0 next to positive ones under a noise schedule is "
+                            "fine, but different phases are not): split the sweep"
+                        )
+                part = _run_chunk(preps, cfg, mesh, shield, n_best)
+                rows_of.update({b: _row(part, i) for i, b in enumerate(vm)})
+            for b in here:
+                if plain[b]:
+                    prep = prep0 if b == b0 else prep_of(b)
+                    rows_of[b] = _run_plain(prep, settings_of[b].n_warmup, shield, n_best)
+            part = _stack([rows_of[b] for b in here])
             if writer is not None:
                 writer.write(first, part["settings"], part)
             parts.append(part)
@@ -227,7 +250,6 @@ def sweep(
 
 def _run_chunk(preps, cfg, mesh, shield, n_best) -> dict:
     """One compiled call over a chunk of settings (sharded over ``mesh``), ranked on the host."""
-    n_set = len(preps)
     p = {k: v for k, v in preps[0].p.items() if k in _SHARED}
     for name in preps[0].p:
         if name not in _SHARED:
@@ -252,14 +274,53 @@ def _run_chunk(preps, cfg, mesh, shield, n_best) -> dict:
     out = {k: _distributed.gather(v) for k, v in out.items()}
 
     n = cfg.n_real
-    pos = np.asarray(out["positions"])[:, :n]
-    e_map = np.asarray(out["energies"])[:, :n]
-    e_tot = np.asarray(out["total"])[:, :n]
     obj = None if out["objective"] is None else np.asarray(out["objective"])[:, :n]
-    ok = ~np.asarray(out["diverged"])[:, :n] & np.isfinite(e_tot)
+    return _rank(
+        np.asarray(out["positions"])[:, :n],
+        np.asarray(out["energies"])[:, :n],
+        np.asarray(out["total"])[:, :n],
+        obj,
+        np.asarray(out["diverged"])[:, :n],
+        preps,
+        shield,
+        n_best,
+    )
+
+
+def _run_plain(prep, n_warmup, shield, n_best) -> dict:
+    """One setting on the ensemble path (exactly `sample`'s run), ranked like `_run_chunk`."""
+    res = _sample.plain_result(_plain.run(prep, n_warmup), prep)
+    one = lambda a: None if a is None else np.asarray(a)[None]  # noqa: E731
+    part = _rank(
+        one(res.positions),
+        one(res.energies),
+        one(res.total_energies),
+        one(res.objective),
+        one(res.diverged),
+        [prep],
+        shield,
+        n_best,
+    )
+    return _row(part, 0)
+
+
+def _row(part: dict, i: int) -> dict:
+    """Setting ``i`` of a ranked part, keeping its leading axis (length 1)."""
+    return jax.tree_util.tree_map(lambda a: a[i : i + 1], part)
+
+
+def _stack(rows: list[dict]) -> dict:
+    """Ranked parts of one setting each, concatenated in order."""
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *rows)
+
+
+def _rank(pos, e_map, e_tot, obj, diverged, preps, shield, n_best) -> dict:
+    """Rank the final states ``(B, n, ...)`` of the settings of ``preps`` (best first)."""
+    n_set, n, d = pos.shape
+    ok = ~diverged & np.isfinite(e_tot)
     allowed = np.ones_like(ok)
     if shield is not None:
-        decision = shield(jnp.asarray(pos.reshape(-1, cfg.d)))
+        decision = shield(jnp.asarray(pos.reshape(-1, d)))
         allow = getattr(decision, "allow", None)
         if allow is None:
             raise ValueError("shield must return an object with an `.allow` (n,) bool array")

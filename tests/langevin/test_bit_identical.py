@@ -46,7 +46,7 @@ EXPECTED = {
     "map_ula_auto/8dev": "f6fc8e9b8708bc17",
     "map_ula_cold_objective/1dev": "ccd09887567ac1bf",
     "map_ula_none/1dev": "33148c568819f2ff",
-    "sweep_fn_mala": "c7ed7183036b59aa",
+    "sweep_fn_mala": "98dfab528436cc2b",
     "sweep_map_ula": "067f8569ce8db7dd",
 }
 

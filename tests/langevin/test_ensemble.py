@@ -196,3 +196,57 @@ def test_runner_checks_its_arguments():
         runner.run(lambda x: x @ x, jax.random.key(0), jnp.zeros(3))
     with pytest.raises(ValueError, match="method"):
         runner.run(lambda x: x @ x, jax.random.key(0), jnp.zeros((2, 3)), method="hmc")
+
+
+# ------------------------------------------------------------------- draws and progress
+def test_blocked_draws_are_the_per_step_draws(monkeypatch):
+    """From d = 3 the draws of a block of steps are made at once (`scan_blocked`); they are the
+    draws made inside each step, so the run agrees with the unblocked one to rounding (the
+    programs fuse differently)."""
+    fn = lambda x: 0.5 * jnp.sum(x**2 * jnp.arange(1.0, 6.0))  # noqa: E731
+    x0 = jax.random.normal(jax.random.key(0), (48, 5))
+    kw = dict(n_warmup=60, n_steps=45, thin=9)
+    for method in ("mala", "ula"):
+        blocked = runner.run(fn, jax.random.key(1), x0, method=method, **kw)
+        monkeypatch.setattr(runner, "MALA_DRAW_BLOCK_MIN_D", 10**6)  # a draw inside each step
+        runner._run.clear_cache()
+        single = runner.run(fn, jax.random.key(1), x0, method=method, **kw)
+        monkeypatch.undo()
+        runner._run.clear_cache()
+        for k in ("positions", "trajectory"):
+            np.testing.assert_allclose(blocked[k], single[k], rtol=1e-4, atol=1e-5)
+
+
+def test_plain_path_reports_progress(monkeypatch, capsys):
+    """The ensemble path feeds a progress bar over warm-up and sampling (`langevin._progress`),
+    and the bar does not change the results."""
+    import langevin
+    from langevin import _progress
+
+    seen = []
+    original = _progress._progress_update
+
+    def record(run_id, step):
+        seen.append(int(np.max(np.asarray(step))))
+        original(run_id, step)
+
+    monkeypatch.setattr(_progress, "_progress_update", record)
+    kw = dict(n_chains=32, n_steps=130, n_warmup=70, init=jnp.zeros(3))
+    fn = lambda x: 0.5 * x @ x  # noqa: E731
+    with_bar = langevin.sample(fn, jax.random.key(4), progress=True, **kw)
+    assert "langevin" in capsys.readouterr().err
+    assert seen and max(seen) == 200  # n_warmup + n_steps, every PROGRESS_EVERY steps
+    without = langevin.sample(fn, jax.random.key(4), progress=False, **kw)
+    np.testing.assert_array_equal(with_bar.positions, without.positions)
+
+
+@pytest.mark.parametrize("kw", [dict(checkpoint="ckpt"), dict(trace="tr", thin=5)])
+def test_plain_path_refuses_checkpoint_and_trace_clearly(tmp_path, kw):
+    """Not implemented on the ensemble path: a clear error that says what runs them, and no
+    folder is created."""
+    import langevin
+
+    kw = {k: (str(tmp_path / v) if k in ("checkpoint", "trace") else v) for k, v in kw.items()}
+    with pytest.raises(ValueError, match="ensemble-adaptation path.*schedule=None"):
+        langevin.sample(lambda x: 0.5 * x @ x, jax.random.key(0), 16, init=jnp.zeros(2), **kw)
+    assert list(tmp_path.iterdir()) == []

@@ -64,7 +64,11 @@ def test_logistic_regression_mala():
 @pytest.mark.parametrize("method, goal", [("mala", 0.1), ("ula", 0.2)])
 def test_goals(name, method, goal):
     if name == "brownian":
-        pytest.xfail("measured MALA 0.12 / 0.30, ULA 0.19 / 0.39: the log observation scale's neck")
+        pytest.xfail(
+            "measured MALA 0.11 / 0.29, ULA 0.19 / 0.39 (goals 0.1 / 0.1, 0.2 / 0.2): the sd of "
+            "log b only, whose neck (1% quantile -4.45) the bulk's step does not enter; 5000 "
+            "sampling steps leave 0.31 (docs/langevin.md)"
+        )
     _check(P.ALL[name](), method, goal, 2000)
 
 

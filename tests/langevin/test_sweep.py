@@ -38,9 +38,7 @@ def swept():
 
 def test_sweep_equals_separate_runs(swept):
     for b, (w, t) in enumerate(zip(SETTINGS["weight"], SETTINGS["temperature"], strict=True)):
-        # sweep's "auto" on a plain function is temperature annealing (sample's "auto" adapts
-        # over the ensemble instead, docs/langevin.md): name the schedule for the separate run.
-        sch = langevin.geometric(10 * t, t, 500) if t > 0 else langevin.linear(1.0, 0.0, 500)
+        # both at their defaults: "auto" (T > 0: ensemble adaptation; T = 0: annealed descent)
         res = langevin.sample(
             quad,
             swept.keys[b],
@@ -50,7 +48,6 @@ def test_sweep_equals_separate_runs(swept):
             objective=objective,
             weight=w,
             temperature=t,
-            schedule=sch,
             progress=False,
         )
         order = np.argsort(np.asarray(res.total_energies), kind="stable")[:5]
@@ -60,6 +57,22 @@ def test_sweep_equals_separate_runs(swept):
         np.testing.assert_allclose(
             swept.total_energies[b], np.asarray(res.total_energies)[order], rtol=1e-5, atol=1e-6
         )
+
+
+def test_sweep_does_not_temper_plain_functions():
+    """A plain function at T > 0 with schedule="auto" takes sample's ensemble path in a sweep
+    too (no tempering): setting b equals `sample` with key b, and a tempered run differs."""
+    kw = dict(n_chains=64, init=jnp.zeros(2), n_steps=30, n_warmup=40, progress=False)
+    sw = langevin.sweep(quad, jax.random.key(5), {"temperature": [0.5, 2.0]}, n_best=64, **kw)
+    for b, t in enumerate([0.5, 2.0]):
+        res = langevin.sample(quad, sw.keys[b], temperature=t, **kw)
+        assert res.schedule.startswith("ensemble adaptation") and res.n_anneal == 0
+        order = np.argsort(np.asarray(res.total_energies), kind="stable")
+        np.testing.assert_array_equal(sw.positions[b], np.asarray(res.positions)[order])
+        tempered = langevin.sample(
+            quad, sw.keys[b], temperature=t, schedule=langevin.geometric(10 * t, t, 500), **kw
+        )
+        assert not np.allclose(np.sort(sw.energies[b]), np.sort(tempered.energies))
 
 
 def test_sweep_ranks_by_total_energy(swept):
