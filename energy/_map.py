@@ -225,6 +225,36 @@ class EnergyMap:
             >>> round(float(m.energy(np.array([1.0]))), 3)
             0.5
         """
+        return cls._from_nodes(
+            values,
+            bounds,
+            names,
+            units,
+            method=method,
+            noise_levels=noise_levels,
+            n_samples=n_samples,
+            provenance=provenance,
+        )
+
+    @classmethod
+    def _from_nodes(
+        cls,
+        values,
+        bounds,
+        names=None,
+        units=None,
+        *,
+        method: str = "linear",
+        noise_levels=None,
+        n_samples=None,
+        provenance=None,
+        owned: bool = False,
+    ) -> EnergyMap:
+        """`from_grid`; ``owned``: ``values`` is a private array nobody else holds or changes.
+
+        An owned float32 array aligned to 64 bytes becomes the map's CPU buffer without a copy
+        (``jax.device_put`` shares it): a build never holds its energies twice.
+        """
         v = np.asarray(values)
         if v.dtype.kind not in "fiu":
             raise ValueError(f"values must be numeric, got dtype {v.dtype}")
@@ -234,7 +264,7 @@ class EnergyMap:
             raise ValueError(f"every axis needs at least 2 nodes, values has shape {v.shape}")
         if v.size > _grid.MAX_NODES:
             raise ValueError(f"grid of {v.size} nodes is larger than the {_grid.MAX_NODES} allowed")
-        bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+        bad = _grid.count_nonfinite(v)
         if bad:
             raise ValueError(
                 f"values has {bad} non-finite energies (NaN or inf); all must be finite"
@@ -248,10 +278,11 @@ class EnergyMap:
         dtype = _float_dtype()
         # Store in the working dtype; the pyramid and log Z are computed from what is stored.
         stored = v.astype(dtype, copy=False)
-        values = jnp.asarray(stored)
+        # jnp.asarray copies; device_put of an owned array may share it (CPU, 64-byte aligned).
+        values = jax.device_put(stored) if owned and stored is v else jnp.asarray(stored)
         coeffs = None
         if method == "cubic":
-            coeffs = jnp.asarray(_grid.cubic_coefficients(stored).astype(dtype))
+            coeffs = jax.device_put(_grid.cubic_coefficients(stored, dtype))
         # log Z of a cubic map: quadrature of the multilinear interpolant (agrees to O(h^2)).
         log_z = _pyramid.log_integral(values, b)
         info = _Info(
@@ -310,7 +341,7 @@ class EnergyMap:
         Returns:
             The `EnergyMap`, whose `n_samples` is the total count.
         """
-        c = np.asarray(counts, dtype=np.float64)
+        c = np.asarray(counts)  # no float64 copy: the build reads it slab by slab
         if c.ndim < 1 or any(n < 2 for n in c.shape):
             raise ValueError(f"counts must have at least 2 bins per axis, got shape {c.shape}")
         b = _grid.check_bounds(bounds, c.ndim)
@@ -328,7 +359,7 @@ class EnergyMap:
         )
         total = stats["total_counts"]
         n = int(round(total)) if float(total).is_integer() else total
-        return cls.from_grid(
+        return cls._from_nodes(
             e,
             b,
             names,
@@ -337,6 +368,7 @@ class EnergyMap:
             noise_levels=noise_levels,
             n_samples=n,
             provenance=prov,
+            owned=True,
         )
 
     @classmethod
