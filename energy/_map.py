@@ -766,14 +766,23 @@ class EnergyMap:
     def save(self, path: str | os.PathLike) -> str:
         """Write the map to ``path`` (.npz, format version 2), atomically.
 
-        The file holds the energies and a JSON metadata string only; it loads with
-        ``np.load(path, allow_pickle=False)`` and with `energy.load`.
+        The file holds the energies, the noise pyramid if this map has built it (array
+        ``pyramid``: every level's table, flat, coarsest first, with their grids in the metadata
+        field ``pyramid_level_shapes``) and a JSON metadata string; it loads with
+        ``np.load(path, allow_pickle=False)`` and with `energy.load`, which then reads the
+        pyramid instead of building it. A map that never built its pyramid does not build it
+        to save.
 
         Returns:
             The path written.
         """
         meta = self.metadata()
-        return str(_io.write_npz_atomic(path, {"energies": np.asarray(self._values)}, meta))
+        arrays = {"energies": np.asarray(self._values)}
+        if self._pyramid is not None and not isinstance(self._pyramid, jax.core.Tracer):
+            arrays["pyramid"] = np.asarray(self._pyramid)
+            meta["pyramid_level_shapes"] = [list(s) for s in self._level_shapes]
+        # write_npz_atomic makes the checksums again, over every field and array written.
+        return str(_io.write_npz_atomic(path, arrays, meta))
 
 
 # Public evaluation goes through one jit per (map structure, input shape): calling `m.energy(x)`
@@ -825,9 +834,12 @@ def map_from_arrays(
 ) -> EnergyMap:
     """Validate the map part of a container and build the map (``extra`` arrays are allowed)."""
     err = _io.MapFileError
-    unknown = set(arrays) - {"energies", *extra}
+    unknown = set(arrays) - {"energies", "pyramid", *extra}
     if unknown:
-        raise err(f"{path}: unknown arrays {sorted(unknown)}; a map file holds 'energies' only")
+        raise err(
+            f"{path}: unknown arrays {sorted(unknown)}; a map file holds 'energies' "
+            "(and 'pyramid') only"
+        )
     if "energies" not in arrays:
         raise err(f"{path}: no 'energies' array")
     e = arrays["energies"]
@@ -848,7 +860,7 @@ def map_from_arrays(
     if bad:
         raise err(f"{path}: {bad} energies are NaN or inf")
     try:
-        return EnergyMap.from_grid(
+        m = EnergyMap.from_grid(
             e,
             bounds,
             names,
@@ -860,3 +872,39 @@ def map_from_arrays(
         )
     except ValueError as exc:
         raise err(f"{path}: {exc}") from exc
+    if "pyramid" in arrays:
+        _attach_pyramid(path, m, arrays["pyramid"], meta)
+    elif "pyramid_level_shapes" in meta:
+        raise err(f"{path}: metadata field pyramid_level_shapes without a 'pyramid' array")
+    return m
+
+
+def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict) -> None:
+    """Give a loaded map its stored pyramid, checked against the map (else MapFileError)."""
+    err = _io.MapFileError
+    shapes = meta.get("pyramid_level_shapes")
+    try:
+        shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+    except (TypeError, ValueError) as exc:
+        raise err(f"{path}: pyramid_level_shapes must be a list of grid shapes ({exc!r})") from exc
+    if len(shapes) != len(m._levels_host) or any(
+        len(s) != m.ndim or any(not 2 <= n <= k for n, k in zip(s, m.shape, strict=True))
+        for s in shapes
+    ):
+        raise err(
+            f"{path}: pyramid_level_shapes {[list(s) for s in shapes]} do not fit a map of "
+            f"shape {list(m.shape)} with {len(m._levels_host)} noise levels"
+        )
+    size = sum(_pyramid.table_size(s, m.method) for s in shapes)
+    if flat.dtype.kind != "f" or flat.ndim != 1 or flat.size != size:
+        raise err(
+            f"{path}: 'pyramid' must be a 1-D float array of {size} values for these levels, "
+            f"got {flat.dtype} {list(flat.shape)}"
+        )
+    bad = _grid.count_nonfinite(flat)
+    if bad:
+        raise err(f"{path}: {bad} pyramid values are NaN or inf")
+    # The grids the pyramid was built on (equal to the map's own unless a level's width sits
+    # at a rounding edge of its float32 value).
+    m._level_shapes = shapes
+    m._pyramid = jnp.asarray(flat, m.dtype)
