@@ -809,7 +809,8 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
 
     Checks the container, format name and version, array names, shapes, dtypes, finiteness and
     the checksum of every metadata field and array (an edited bound, method, noise level, name
-    or energy is refused, naming the field; format version 1 files are refused).
+    or energy is refused, naming the field; format version 1 files are refused: `upgrade`
+    converts one, once).
 
     Args:
         path: the ``.npz`` file.
@@ -827,6 +828,52 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
     if device is not None:
         m = jax.device_put(m, device)
     return m
+
+
+def upgrade(path: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Write a format version 1 map file as version 2 at ``out``; ``path`` is left as it is.
+
+    Version 1 files (development builds) carry one checksum, over the energies only, so
+    `load` refuses them. This reads one, checks that checksum and everything `load` checks
+    (format, shapes, finiteness, bounds), and writes the same energies and metadata as version 2,
+    where every field and array is under its own checksum (`metadata`). The provenance gains
+    ``upgraded_from`` (the old file's path, version and energies checksum). The metadata of a
+    version 1 file was not under its checksum: upgrade only files you trust.
+
+    Args:
+        path: the version 1 ``.npz`` map.
+        out: the new file; must not exist (nothing is overwritten).
+
+    Returns:
+        The path written.
+
+    Raises:
+        MapFileError: naming the file: not a version 1 map, its energies changed since saving,
+            or any check of `load`; FileExistsError if ``out`` exists.
+
+    Example:
+        >>> energy.upgrade("old.npz", "old_v2.npz")  # doctest: +SKIP
+        'old_v2.npz'
+        >>> m = energy.load("old_v2.npz")  # doctest: +SKIP
+    """
+    src, dst = os.path.abspath(path), os.path.abspath(out)
+    if os.path.exists(dst):
+        raise FileExistsError(f"{out}: already exists; energy.upgrade never overwrites a file")
+    arrays, meta = _io.read_npz(path, MAP_FORMAT, accept_version_1=True)
+    if meta.get("version") != 1:
+        raise _io.MapFileError(
+            f"{path}: format version {meta.get('version')} needs no upgrade: load it with "
+            "energy.load"
+        )
+    map_from_arrays(path, arrays, meta)  # every check of load
+    new = {k: v for k, v in meta.items() if k != "checksum"}
+    new["version"] = _io.FORMAT_VERSION
+    prov = dict(new.get("provenance") or {})
+    prov["upgraded_from"] = {"file": src, "version": 1, "energies_checksum": meta["checksum"]}
+    new["provenance"] = prov
+    if os.path.exists(dst):  # made meanwhile by someone else: still never overwritten
+        raise FileExistsError(f"{out}: already exists; energy.upgrade never overwrites a file")
+    return str(_io.write_npz_atomic(dst, {"energies": arrays["energies"]}, new))
 
 
 def map_from_arrays(
