@@ -279,10 +279,11 @@ def fill_empty(e: np.ndarray) -> None:
 def _nearest_along_first_axis(g: np.ndarray, e: np.ndarray) -> None:
     """In place on ``(n, C)`` views: ``e <- e[y*] + sqrt(g[y*] + (x - y*)^2)``, y* the argmin.
 
-    Columns go to the device in blocks of a fixed width (one compiled program per ``n``).
+    Columns go to the device in blocks of a fixed width (one compiled program per ``n`` and
+    width; a small grid is one block).
     """
     n, cols = g.shape
-    width = max(1, CHUNK_NODES // n)
+    width = min(cols, max(1, CHUNK_NODES // n))  # the whole grid at once when it is small
     for a in range(0, cols, width):
         b = min(cols, a + width)
         gb = np.full((n, width), np.inf, np.float32)
