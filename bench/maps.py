@@ -410,7 +410,14 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="grids up to 32^4")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--baseline", default="main", help="git revision of the baseline")
+    p.add_argument("--plot", action="store_true", help="only plot bench/results/maps_scaling.json")
     a = p.parse_args(argv)
+    if a.plot:  # e.g. the rows of a run stopped before its last grid
+        import json
+
+        rows = json.loads((C.RESULTS / "maps_scaling.json").read_text())["rows"]
+        _plot(rows, C.ROOT / "docs" / "img" / "maps_scaling.png")
+        return
     scaling(a.quick, a.repeats, a.baseline)
 
 

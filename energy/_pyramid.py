@@ -254,20 +254,12 @@ def _log_integral_parts(e, q: int):
     return jnp.sum(terms, axis=-1), m
 
 
-def _log_integral_slab(e, q: int, m):
-    """`_log_integral_parts` of a slab of node rows, relative to a given ``m`` (traced)."""
-    _count("log_z_slab")
-    ref, logw = _refined(e, q)
-    return jnp.sum(jnp.exp(-(ref - m) + logw), axis=-1)
-
-
-def _log_integral_at(values, start, h: int, q: int, m):
-    """`_log_integral_slab` of node rows ``[start, start + h]`` of ``values`` (traced)."""
-    return _log_integral_slab(jax.lax.dynamic_slice_in_dim(values, start, h + 1, axis=0), q, m)
+def _log_integral_at(values, start, h: int, q: int):
+    """`_log_integral_parts` of node rows ``[start, start + h]`` of ``values`` (traced)."""
+    return _log_integral_parts(jax.lax.dynamic_slice_in_dim(values, start, h + 1, axis=0), q)
 
 
 _log_integral_jit = jax.jit(_log_integral_parts, static_argnums=(1,))
-_log_integral_slab_jit = jax.jit(_log_integral_slab, static_argnums=(1,))
 _log_integral_at_jit = jax.jit(_log_integral_at, static_argnums=(2, 3))
 # Grids above this many nodes are integrated in slabs of about this many nodes along the first
 # axis (one compiled program per slab shape): the device then holds one slab's temporaries, not
@@ -302,22 +294,22 @@ def log_integral(values: jax.Array, bounds: np.ndarray) -> float:
         return float(np.log(total) - float(m) + np.log(dx).sum())
     # In slabs of h cells (node rows [s, s + h]) along the first axis; the last slab starts
     # earlier so that every slab has the same shape (one program), and its cells already
-    # counted are dropped. The shift m is the smallest node energy (<= every refined value: they
-    # are averages of nodes).
+    # counted are dropped. Each slab is shifted by its own minimum; the sums are combined on
+    # the host in float64 relative to the smallest.
     on_device = isinstance(values, jax.Array)
-    m = float(jnp.min(values)) if on_device else float(np.min(values))
-    dt = values.dtype if on_device else float_dtype()
     n_cells = int(cells[0])
     h = int(max(1, min(n_cells, LOG_Z_SLAB_NODES // int(np.prod(values.shape[1:])))))
-    total = 0.0
+    parts = []
     for a in range(0, n_cells, h):
         s0 = min(a, n_cells - h)
         if on_device:  # sliced inside the program: the map's array is not copied
-            rows = _log_integral_at_jit(values, jnp.int32(s0), h, q, jnp.asarray(m, dt))
+            rows, m_s = _log_integral_at_jit(values, jnp.int32(s0), h, q)
         else:
-            slab = jnp.asarray(values[s0 : s0 + h + 1], dt)
-            rows = _log_integral_slab_jit(slab, q, jnp.asarray(m, dt))
-        total += np.asarray(rows[(a - s0) * q :], np.float64).sum()
+            slab = jnp.asarray(values[s0 : s0 + h + 1], float_dtype())
+            rows, m_s = _log_integral_jit(slab, q)
+        parts.append((np.asarray(rows[(a - s0) * q :], np.float64).sum(), float(m_s)))
+    m = min(p[1] for p in parts)
+    total = sum(t * np.exp(m - m_s) for t, m_s in parts)
     return float(np.log(total) - m + np.log(dx).sum())
 
 
