@@ -7,6 +7,17 @@ For each grid (nodes from 1e4 up), a smooth random histogram on the node grid, i
   build must do;
 - ``energy.load``: reading the saved .npz (validation and checksum included) and its A/A twin;
 - ``floor: np.load + sha256``: reading the same file's arrays and hashing its energies.
+
+``python -m bench.maps [--quick] [--repeats N] [--baseline REV]`` runs the scaling study of issue
+10 instead (`scaling`): 4-D grids from 1e4 to 2**24 nodes, the current code interleaved with
+``energy`` of ``REV`` (default ``main``, exported with ``git archive``) in one process, for
+``from_counts``, ``load`` (a file without a stored pyramid, which both read) and ``load + first
+level`` (load, then one ``energy_at``: the current code reads a stored pyramid, the baseline
+builds it), each >= 5 rounds (the baseline once at >= 2**22 nodes: a minute a build), median and
+range; then, in a fresh process per (code, operation, grid), the peak RSS the operation adds
+(first call, which compiles, and a second one). JSON with ``os.getloadavg()`` per grid in
+``bench/results/maps_scaling.json``; a log-log plot in ``docs/img/maps_scaling.png`` when
+matplotlib is importable.
 """
 
 from __future__ import annotations
@@ -92,3 +103,323 @@ def print_result(res: dict) -> None:
     for row in res["rows"]:
         if "median_s" in row and not row["engine"].startswith("floor"):
             C.say(f"  {row['case']['grid']:<12} {row['engine']:<24} {row['median_s']:.3f} s median")
+
+
+# ---------------------------------------------------------------- scaling study (issue 10)
+SCALING_SHAPES = [(10,) * 4, (18,) * 4, (32,) * 4, (48,) * 4, (64,) * 4]
+QUICK_SCALING_SHAPES = [(10,) * 4, (18,) * 4, (32,) * 4]
+# Baseline rounds at and above this many nodes (its build takes ~a minute there).
+BIG = 2**22
+
+
+def _mixture_counts(shape, seed=0, n=200_000):
+    """Histogram of a 3-mode Gaussian mixture on [-4, 4]^d (node-centred bins): counts, bounds."""
+    import energy
+
+    rng = np.random.default_rng(seed)
+    d = len(shape)
+    centres = rng.uniform(-2, 2, size=(3, d))
+    x = centres[rng.integers(0, 3, n)] + 0.6 * rng.normal(size=(n, d))
+    bounds = [(-4.0, 4.0)] * d
+    return np.histogramdd(x, bins=energy.bin_edges(bounds, shape))[0], bounds
+
+
+def _import_rev(rev: str, where: str):
+    """``energy`` at git revision ``rev``, imported as ``energy_baseline`` (and its folder)."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dest = Path(where) / f"energy-{rev}"
+    if not (dest / "energy" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        tar = subprocess.run(
+            ["git", "-C", str(C.ROOT), "archive", rev, "energy"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    spec = importlib.util.spec_from_file_location(
+        "energy_baseline",
+        dest / "energy" / "__init__.py",
+        submodule_search_locations=[str(dest / "energy")],
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["energy_baseline"] = mod
+    spec.loader.exec_module(mod)
+    return mod, str(dest)
+
+
+_CHILD = r"""
+import json, sys, time, importlib.util
+import numpy as np
+where, op, counts_path, map_path, calls = sys.argv[1:6]
+if where:
+    spec = importlib.util.spec_from_file_location(
+        "energy", where + "/energy/__init__.py", submodule_search_locations=[where + "/energy"])
+    energy = importlib.util.module_from_spec(spec); sys.modules["energy"] = energy
+    spec.loader.exec_module(energy)
+else:
+    import energy
+import jax
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+counts = np.load(counts_path)
+bounds = [(-4.0, 4.0)] * counts.ndim
+energy.EnergyMap.from_counts(np.ones((3,) * counts.ndim), bounds)  # imports, first jit
+out = {}
+for name in ("first", "second")[: int(calls)]:
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    t0 = time.perf_counter()
+    m = energy.EnergyMap.from_counts(counts, bounds) if op == "from_counts" else energy.load(map_path)
+    jax.block_until_ready(jax.tree_util.tree_leaves(m))
+    out[name] = {"added_bytes": status("VmHWM") - before, "s": time.perf_counter() - t0}
+    del m
+print(json.dumps(out))
+"""
+
+
+def _rss(where: str, op: str, counts_path: str, map_path: str, grid_bytes: int, calls=2) -> dict:
+    """Peak RSS an operation adds in a fresh process (first call, and a second one)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ, PYTHONPATH=str(C.ROOT), JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu")
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", _CHILD, where, op, counts_path, map_path, str(calls)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    if r.returncode:
+        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for v in res.values():
+        v["ratio_to_grid_f32"] = v["added_bytes"] / grid_bytes
+    return res
+
+
+def _stats(xs) -> dict:
+    a = np.asarray(xs, np.float64)
+    return {
+        "median": float(np.median(a)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "n": len(a),
+    }
+
+
+def scaling(quick: bool = False, repeats: int = 5, baseline: str = "main") -> dict:
+    """Time and peak RSS of from_counts and load against ``baseline``, 1e4 .. 2**24 nodes."""
+    import json
+    import os
+    import shutil
+    import tempfile
+    import time
+    from functools import partial
+
+    import jax
+
+    import energy
+
+    shapes = QUICK_SCALING_SHAPES if quick else SCALING_SHAPES
+    tmp = tempfile.mkdtemp(prefix="bench-maps-scaling-")
+    base, base_dir = _import_rev(baseline, tmp)
+    impls = {"new": energy, "base": base}
+    rows = []
+    out_json = C.RESULTS / ("maps_scaling-quick.json" if quick else "maps_scaling.json")
+
+    def block(m):
+        jax.block_until_ready(jax.tree_util.tree_leaves(m))
+        return m
+
+    try:
+        for shape in shapes:
+            nodes = int(np.prod(shape))
+            counts, bounds = _mixture_counts(shape)
+            lazy = os.path.join(tmp, f"lazy-{nodes}.npz")
+            stored = os.path.join(tmp, f"stored-{nodes}.npz")
+            m = energy.EnergyMap.from_counts(counts, bounds)
+            m.save(lazy)  # no pyramid: both codes read it
+            sigma = float(m.noise_levels[3])  # builds the pyramid
+            m.save(stored)
+            del m
+            q = np.zeros((1024, len(shape)), np.float32)
+
+            def fc(mod, c=counts, b=bounds):
+                return block(mod.EnergyMap.from_counts(c, b))
+
+            def ld(mod, path=lazy):
+                return block(mod.load(path))
+
+            def level(mod, path, x=q, s=sigma):
+                return mod.load(path).energy_at(x, s).block_until_ready()
+
+            ops = {
+                "from_counts": {"new": partial(fc, energy), "base": partial(fc, base)},
+                "load": {"new": partial(ld, energy), "base": partial(ld, base)},
+                # the current code reads the stored pyramid; the baseline builds its own
+                "load_then_level": {
+                    "new": partial(level, energy, stored),
+                    "base": partial(level, base, lazy),
+                },
+            }
+            times = {op: {k: [] for k in impls} for op in ops}
+            load0 = os.getloadavg()
+            n_base = repeats if nodes < BIG else 1
+            for r in range(repeats + 1):  # round 0 compiles: not recorded
+                for op, fns in ops.items():
+                    for k in ("new", "base"):
+                        if k == "base" and r > n_base:
+                            continue
+                        t0 = time.perf_counter()
+                        fns[k]()
+                        if r:
+                            times[op][k].append(time.perf_counter() - t0)
+            row = {
+                "shape": list(shape),
+                "nodes": nodes,
+                "grid_f32_bytes": nodes * 4,
+                "loadavg_before": list(load0),
+                "loadavg_after": list(os.getloadavg()),
+            }
+            for op in ops:
+                new, old = times[op]["new"], times[op]["base"]
+                row[op] = {
+                    "new": _stats(new),
+                    "base": _stats(old),
+                    "base_over_new_median": float(np.median(old) / np.median(new)),
+                }
+            cpath = os.path.join(tmp, "counts.npy")
+            np.save(cpath, counts)
+            row["peak_rss"] = {
+                k: {
+                    # the baseline's build at >= BIG nodes: one call (a minute)
+                    op: _rss(
+                        where, op, cpath, lazy, nodes * 4, 1 if k == "base" and nodes >= BIG else 2
+                    )
+                    for op in ("from_counts", "load")
+                }
+                for k, where in (("new", ""), ("base", base_dir))
+            }
+            rows.append(row)
+            _say_row(row)
+            result = {
+                "bench": "maps_scaling",
+                "baseline": baseline,
+                "quick": quick,
+                "repeats": repeats,
+                "machine": C.machine(),
+                "cpus": os.cpu_count(),
+                "jax": jax.__version__,
+                "rows": rows,
+                "complete": shape == shapes[-1],
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            C.RESULTS.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps(result, indent=1) + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not quick:
+        _plot(rows, C.ROOT / "docs" / "img" / "maps_scaling.png")
+    return result
+
+
+def _say_row(row) -> None:
+    parts = [f"{'x'.join(map(str, row['shape'])):>12} {row['nodes']:>9}"]
+    for op in ("from_counts", "load", "load_then_level"):
+        n, b = row[op]["new"], row[op]["base"]
+        parts.append(
+            f"{op} {n['median']:.3f} [{n['min']:.3f}-{n['max']:.3f}] s vs "
+            f"{b['median']:.3f} [{b['min']:.3f}-{b['max']:.3f}] (x{row[op]['base_over_new_median']:.1f})"
+        )
+    rss = row["peak_rss"]
+    for k in ("new", "base"):
+        fc = rss[k]["from_counts"]
+        if "first" in fc:
+            last = fc.get("second", fc["first"])
+            parts.append(
+                f"rss {k} build {fc['first']['ratio_to_grid_f32']:.2f}x/"
+                f"{last['ratio_to_grid_f32']:.2f}x"
+            )
+    parts.append(f"load avg {row['loadavg_before'][0]:.1f}->{row['loadavg_after'][0]:.1f}")
+    print(" | ".join(parts), flush=True)
+
+
+def _plot(rows, path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not importable: no plot")
+        return
+    n = [r["nodes"] for r in rows]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for op, c in (("from_counts", "C0"), ("load", "C1"), ("load_then_level", "C2")):
+        for k, style in (("new", "o-"), ("base", "s--")):
+            med = [r[op][k]["median"] for r in rows]
+            lo = [r[op][k]["median"] - r[op][k]["min"] for r in rows]
+            hi = [r[op][k]["max"] - r[op][k]["median"] for r in rows]
+            ax.errorbar(n, med, yerr=[lo, hi], fmt=style, color=c, label=f"{op} ({k})", ms=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("grid nodes (4-D)")
+    ax.set_ylabel("seconds (median, min-max)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    for k, style in (("new", "o-"), ("base", "s--")):
+        for op, c in (("from_counts", "C0"), ("load", "C1")):
+            ys = [
+                (r["peak_rss"][k][op].get("second") or r["peak_rss"][k][op].get("first") or {}).get(
+                    "ratio_to_grid_f32"
+                )
+                for r in rows
+            ]
+            pts = [(x, y) for x, y in zip(n, ys, strict=True) if y is not None]
+            if pts:
+                ax2.plot(*zip(*pts, strict=True), style, color=c, label=f"{op} ({k})", ms=4)
+    ax2.axhline(3.0, color="k", lw=0.8, ls=":")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("grid nodes (4-D)")
+    ax2.set_ylabel("peak RSS added / grid f32 bytes (2nd call; base >= 2^22: 1st)")
+    ax2.legend(fontsize=7)
+    ax2.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="maps: build and load scaling against a baseline")
+    p.add_argument("--quick", action="store_true", help="grids up to 32^4")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--baseline", default="main", help="git revision of the baseline")
+    p.add_argument("--plot", action="store_true", help="only plot bench/results/maps_scaling.json")
+    a = p.parse_args(argv)
+    if a.plot:  # e.g. the rows of a run stopped before its last grid
+        import json
+
+        rows = json.loads((C.RESULTS / "maps_scaling.json").read_text())["rows"]
+        _plot(rows, C.ROOT / "docs" / "img" / "maps_scaling.png")
+        return
+    scaling(a.quick, a.repeats, a.baseline)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from ._io import MapFileError as MapFileError
 from ._io import MapFileNotFoundError as MapFileNotFoundError
 from ._map import EnergyMap as EnergyMap
 from ._map import load as load
+from ._map import upgrade as upgrade
 from ._shield import Decision, Reason, Shield, ShieldLog, conformal_rank
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "conformal_rank",
     "load",
     "tnn",
+    "upgrade",
 ]
 
 

@@ -9,7 +9,9 @@ Reading also checks the container, the format name and version, the array names 
 raises `MapFileError` naming the file and what is wrong.
 
 Version 1 (development builds before the field checksums) covered only the energies: it is
-refused, since an edited bound or threshold could not be told from a true one.
+refused, since an edited bound or threshold could not be told from a true one. A version 1 map
+is upgraded once, explicitly, by `energy.upgrade` (``read_npz(..., accept_version_1=True)``
+checks its energies' checksum; the new file gets every field's).
 """
 
 from __future__ import annotations
@@ -117,12 +119,16 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
     return path
 
 
-def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dict]:
+def read_npz(
+    path: str | os.PathLike, kind: str, *, accept_version_1: bool = False
+) -> tuple[dict[str, np.ndarray], dict]:
     """Read a container written by `write_npz_atomic` and check its metadata header.
 
     Args:
         path: the file.
         kind: the expected ``meta["format"]`` (for example ``"groundstate.energy_map"``).
+        accept_version_1: read a version 1 file, whose ``checksum`` (one string) covers only
+            ``energies``, after checking that one (for `energy.upgrade` only).
 
     Returns:
         ``(arrays, meta)``: every array but ``meta``, and the decoded metadata.
@@ -187,14 +193,32 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray],
         )
     if version < 1:
         raise MapFileError(f"{path}: format version {version} is not valid")
-    if version < MIN_FORMAT_VERSION:
+    if version < MIN_FORMAT_VERSION and not (accept_version_1 and version == 1):
+        if kind == "groundstate.energy_map" and version == 1:
+            hint = (
+                f"upgrade it once with energy.upgrade({str(path)!r}, NEW_PATH), which checks "
+                f"its energies and writes version {FORMAT_VERSION} to NEW_PATH"
+            )
+        else:
+            hint = "build the map (or calibrate the shield) again with this groundstate"
         raise MapFileError(
             f"{path}: format version {version} is refused: its checksum covers only the "
-            f"energies, so an edited bound, method or threshold cannot be detected; build the "
-            f"map (or calibrate the shield) again with this groundstate"
+            f"energies, so an edited bound, method or threshold cannot be detected; {hint}"
         )
     for name, a in arrays.items():
         if a.dtype.kind not in "fiub":
             raise MapFileError(f"{path}: array {name!r} has unsupported dtype {a.dtype}")
+    if version == 1:
+        stored = meta.get("checksum")
+        if set(arrays) != {"energies"}:
+            raise MapFileError(
+                f"{path}: a version 1 map holds 'energies' only, got {sorted(arrays)}"
+            )
+        if stored != checksum(arrays["energies"]):
+            raise MapFileError(
+                f"{path}: checksum mismatch in array energies: the file was changed after it "
+                "was saved (version 1 checksum)"
+            )
+        return arrays, meta
     verify_checksums(path, meta, arrays)
     return arrays, meta

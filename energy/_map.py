@@ -225,6 +225,36 @@ class EnergyMap:
             >>> round(float(m.energy(np.array([1.0]))), 3)
             0.5
         """
+        return cls._from_nodes(
+            values,
+            bounds,
+            names,
+            units,
+            method=method,
+            noise_levels=noise_levels,
+            n_samples=n_samples,
+            provenance=provenance,
+        )
+
+    @classmethod
+    def _from_nodes(
+        cls,
+        values,
+        bounds,
+        names=None,
+        units=None,
+        *,
+        method: str = "linear",
+        noise_levels=None,
+        n_samples=None,
+        provenance=None,
+        owned: bool = False,
+    ) -> EnergyMap:
+        """`from_grid`; ``owned``: ``values`` is a private array nobody else holds or changes.
+
+        An owned float32 array aligned to 64 bytes becomes the map's CPU buffer without a copy
+        (``jax.device_put`` shares it): a build never holds its energies twice.
+        """
         v = np.asarray(values)
         if v.dtype.kind not in "fiu":
             raise ValueError(f"values must be numeric, got dtype {v.dtype}")
@@ -234,7 +264,7 @@ class EnergyMap:
             raise ValueError(f"every axis needs at least 2 nodes, values has shape {v.shape}")
         if v.size > _grid.MAX_NODES:
             raise ValueError(f"grid of {v.size} nodes is larger than the {_grid.MAX_NODES} allowed")
-        bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+        bad = _grid.count_nonfinite(v)
         if bad:
             raise ValueError(
                 f"values has {bad} non-finite energies (NaN or inf); all must be finite"
@@ -248,10 +278,11 @@ class EnergyMap:
         dtype = _float_dtype()
         # Store in the working dtype; the pyramid and log Z are computed from what is stored.
         stored = v.astype(dtype, copy=False)
-        values = jnp.asarray(stored)
+        # jnp.asarray copies; device_put of an owned array may share it (CPU, 64-byte aligned).
+        values = jax.device_put(stored) if owned and stored is v else jnp.asarray(stored)
         coeffs = None
         if method == "cubic":
-            coeffs = jnp.asarray(_grid.cubic_coefficients(stored).astype(dtype))
+            coeffs = jax.device_put(_grid.cubic_coefficients(stored, dtype))
         # log Z of a cubic map: quadrature of the multilinear interpolant (agrees to O(h^2)).
         log_z = _pyramid.log_integral(values, b)
         info = _Info(
@@ -310,7 +341,7 @@ class EnergyMap:
         Returns:
             The `EnergyMap`, whose `n_samples` is the total count.
         """
-        c = np.asarray(counts, dtype=np.float64)
+        c = np.asarray(counts)  # no float64 copy: the build reads it slab by slab
         if c.ndim < 1 or any(n < 2 for n in c.shape):
             raise ValueError(f"counts must have at least 2 bins per axis, got shape {c.shape}")
         b = _grid.check_bounds(bounds, c.ndim)
@@ -328,7 +359,7 @@ class EnergyMap:
         )
         total = stats["total_counts"]
         n = int(round(total)) if float(total).is_integer() else total
-        return cls.from_grid(
+        return cls._from_nodes(
             e,
             b,
             names,
@@ -337,6 +368,7 @@ class EnergyMap:
             noise_levels=noise_levels,
             n_samples=n,
             provenance=prov,
+            owned=True,
         )
 
     @classmethod
@@ -734,14 +766,23 @@ class EnergyMap:
     def save(self, path: str | os.PathLike) -> str:
         """Write the map to ``path`` (.npz, format version 2), atomically.
 
-        The file holds the energies and a JSON metadata string only; it loads with
-        ``np.load(path, allow_pickle=False)`` and with `energy.load`.
+        The file holds the energies, the noise pyramid if this map has built it (array
+        ``pyramid``: every level's table, flat, coarsest first, with their grids in the metadata
+        field ``pyramid_level_shapes``) and a JSON metadata string; it loads with
+        ``np.load(path, allow_pickle=False)`` and with `energy.load`, which then reads the
+        pyramid instead of building it. A map that never built its pyramid does not build it
+        to save.
 
         Returns:
             The path written.
         """
         meta = self.metadata()
-        return str(_io.write_npz_atomic(path, {"energies": np.asarray(self._values)}, meta))
+        arrays = {"energies": np.asarray(self._values)}
+        if self._pyramid is not None and not isinstance(self._pyramid, jax.core.Tracer):
+            arrays["pyramid"] = np.asarray(self._pyramid)
+            meta["pyramid_level_shapes"] = [list(s) for s in self._level_shapes]
+        # write_npz_atomic makes the checksums again, over every field and array written.
+        return str(_io.write_npz_atomic(path, arrays, meta))
 
 
 # Public evaluation goes through one jit per (map structure, input shape): calling `m.energy(x)`
@@ -768,7 +809,8 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
 
     Checks the container, format name and version, array names, shapes, dtypes, finiteness and
     the checksum of every metadata field and array (an edited bound, method, noise level, name
-    or energy is refused, naming the field; format version 1 files are refused).
+    or energy is refused, naming the field; format version 1 files are refused: `upgrade`
+    converts one, once).
 
     Args:
         path: the ``.npz`` file.
@@ -788,14 +830,63 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
     return m
 
 
+def upgrade(path: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Write a format version 1 map file as version 2 at ``out``; ``path`` is left as it is.
+
+    Version 1 files (development builds) carry one checksum, over the energies only, so
+    `load` refuses them. This reads one, checks that checksum and everything `load` checks
+    (format, shapes, finiteness, bounds), and writes the same energies and metadata as version 2,
+    where every field and array is under its own checksum (`metadata`). The provenance gains
+    ``upgraded_from`` (the old file's path, version and energies checksum). The metadata of a
+    version 1 file was not under its checksum: upgrade only files you trust.
+
+    Args:
+        path: the version 1 ``.npz`` map.
+        out: the new file; must not exist (nothing is overwritten).
+
+    Returns:
+        The path written.
+
+    Raises:
+        MapFileError: naming the file: not a version 1 map, its energies changed since saving,
+            or any check of `load`; FileExistsError if ``out`` exists.
+
+    Example:
+        >>> energy.upgrade("old.npz", "old_v2.npz")  # doctest: +SKIP
+        'old_v2.npz'
+        >>> m = energy.load("old_v2.npz")  # doctest: +SKIP
+    """
+    src, dst = os.path.abspath(path), os.path.abspath(out)
+    if os.path.exists(dst):
+        raise FileExistsError(f"{out}: already exists; energy.upgrade never overwrites a file")
+    arrays, meta = _io.read_npz(path, MAP_FORMAT, accept_version_1=True)
+    if meta.get("version") != 1:
+        raise _io.MapFileError(
+            f"{path}: format version {meta.get('version')} needs no upgrade: load it with "
+            "energy.load"
+        )
+    map_from_arrays(path, arrays, meta)  # every check of load
+    new = {k: v for k, v in meta.items() if k != "checksum"}
+    new["version"] = _io.FORMAT_VERSION
+    prov = dict(new.get("provenance") or {})
+    prov["upgraded_from"] = {"file": src, "version": 1, "energies_checksum": meta["checksum"]}
+    new["provenance"] = prov
+    if os.path.exists(dst):  # made meanwhile by someone else: still never overwritten
+        raise FileExistsError(f"{out}: already exists; energy.upgrade never overwrites a file")
+    return str(_io.write_npz_atomic(dst, {"energies": arrays["energies"]}, new))
+
+
 def map_from_arrays(
     path, arrays: dict[str, np.ndarray], meta: dict, extra: Sequence[str] = ()
 ) -> EnergyMap:
     """Validate the map part of a container and build the map (``extra`` arrays are allowed)."""
     err = _io.MapFileError
-    unknown = set(arrays) - {"energies", *extra}
+    unknown = set(arrays) - {"energies", "pyramid", *extra}
     if unknown:
-        raise err(f"{path}: unknown arrays {sorted(unknown)}; a map file holds 'energies' only")
+        raise err(
+            f"{path}: unknown arrays {sorted(unknown)}; a map file holds 'energies' "
+            "(and 'pyramid') only"
+        )
     if "energies" not in arrays:
         raise err(f"{path}: no 'energies' array")
     e = arrays["energies"]
@@ -816,7 +907,7 @@ def map_from_arrays(
     if bad:
         raise err(f"{path}: {bad} energies are NaN or inf")
     try:
-        return EnergyMap.from_grid(
+        m = EnergyMap.from_grid(
             e,
             bounds,
             names,
@@ -828,3 +919,39 @@ def map_from_arrays(
         )
     except ValueError as exc:
         raise err(f"{path}: {exc}") from exc
+    if "pyramid" in arrays:
+        _attach_pyramid(path, m, arrays["pyramid"], meta)
+    elif "pyramid_level_shapes" in meta:
+        raise err(f"{path}: metadata field pyramid_level_shapes without a 'pyramid' array")
+    return m
+
+
+def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict) -> None:
+    """Give a loaded map its stored pyramid, checked against the map (else MapFileError)."""
+    err = _io.MapFileError
+    shapes = meta.get("pyramid_level_shapes")
+    try:
+        shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+    except (TypeError, ValueError) as exc:
+        raise err(f"{path}: pyramid_level_shapes must be a list of grid shapes ({exc!r})") from exc
+    if len(shapes) != len(m._levels_host) or any(
+        len(s) != m.ndim or any(not 2 <= n <= k for n, k in zip(s, m.shape, strict=True))
+        for s in shapes
+    ):
+        raise err(
+            f"{path}: pyramid_level_shapes {[list(s) for s in shapes]} do not fit a map of "
+            f"shape {list(m.shape)} with {len(m._levels_host)} noise levels"
+        )
+    size = sum(_pyramid.table_size(s, m.method) for s in shapes)
+    if flat.dtype.kind != "f" or flat.ndim != 1 or flat.size != size:
+        raise err(
+            f"{path}: 'pyramid' must be a 1-D float array of {size} values for these levels, "
+            f"got {flat.dtype} {list(flat.shape)}"
+        )
+    bad = _grid.count_nonfinite(flat)
+    if bad:
+        raise err(f"{path}: {bad} pyramid values are NaN or inf")
+    # The grids the pyramid was built on (equal to the map's own unless a level's width sits
+    # at a rounding edge of its float32 value).
+    m._level_shapes = shapes
+    m._pyramid = jnp.asarray(flat, m.dtype)

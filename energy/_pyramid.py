@@ -219,9 +219,8 @@ def read(
     return _interp._contract(vals, t, spec, with_grad=False)[0]
 
 
-def _log_integral_parts(e, q: int):
-    """Per-row sums of ``exp(-(E - min) + log w)`` over the refined grid, and the min (traced)."""
-    _count("log_z")
+def _refined(e, q: int):
+    """The multilinear values at q Gauss-Legendre points per cell and axis, and their log weights."""
     d = e.ndim
     tt, w = np.polynomial.legendre.leggauss(q)
     tt, lw = (tt + 1) / 2, np.log(w / 2)  # nodes and log weights on [0, 1]
@@ -236,19 +235,36 @@ def _log_integral_parts(e, q: int):
         new_shape = list(lo_n.shape)
         new_shape[j] *= q
         ref = r.reshape(new_shape)
-    m = jnp.min(ref)
     logw = 0.0
     for j in range(d):
         shape = [1] * d
         shape[j] = ref.shape[j]
         logw = logw + jnp.tile(jnp.asarray(lw, ref.dtype), ref.shape[j] // q).reshape(shape)
+    return ref, logw
+
+
+def _log_integral_parts(e, q: int):
+    """Per-row sums of ``exp(-(E - min) + log w)`` over the refined grid, and the min (traced)."""
+    _count("log_z")
+    ref, logw = _refined(e, q)
+    m = jnp.min(ref)
     terms = jnp.exp(-(ref - m) + logw)
     # Float32 sums over the last axis only (at most a few hundred terms); the rest on the host in
     # float64.
     return jnp.sum(terms, axis=-1), m
 
 
+def _log_integral_at(values, start, h: int, q: int):
+    """`_log_integral_parts` of node rows ``[start, start + h]`` of ``values`` (traced)."""
+    return _log_integral_parts(jax.lax.dynamic_slice_in_dim(values, start, h + 1, axis=0), q)
+
+
 _log_integral_jit = jax.jit(_log_integral_parts, static_argnums=(1,))
+_log_integral_at_jit = jax.jit(_log_integral_at, static_argnums=(2, 3))
+# Grids above this many nodes are integrated in slabs of about this many nodes along the first
+# axis (one compiled program per slab shape): the device then holds one slab's temporaries, not
+# several copies of the grid, and a host array is never copied to the device whole.
+LOG_Z_SLAB_NODES = 2**21
 
 
 def quadrature_order(shape: Sequence[int]) -> int:
@@ -270,11 +286,31 @@ def log_integral(values: jax.Array, bounds: np.ndarray) -> float:
     values, computed on the device; the sum is accumulated in float64 on the host.
     """
     q = quadrature_order(values.shape)
-    rows, m = _log_integral_jit(values, q)
-    total = np.asarray(rows, np.float64).sum()
     cells = np.array(values.shape) - 1
     dx = (bounds[:, 1] - bounds[:, 0]) / cells
-    return float(np.log(total) - float(m) + np.log(dx).sum())
+    if values.ndim < 2 or values.size <= LOG_Z_SLAB_NODES:
+        rows, m = _log_integral_jit(jnp.asarray(values), q)
+        total = np.asarray(rows, np.float64).sum()
+        return float(np.log(total) - float(m) + np.log(dx).sum())
+    # In slabs of h cells (node rows [s, s + h]) along the first axis; the last slab starts
+    # earlier so that every slab has the same shape (one program), and its cells already
+    # counted are dropped. Each slab is shifted by its own minimum; the sums are combined on
+    # the host in float64 relative to the smallest.
+    on_device = isinstance(values, jax.Array)
+    n_cells = int(cells[0])
+    h = int(max(1, min(n_cells, LOG_Z_SLAB_NODES // int(np.prod(values.shape[1:])))))
+    parts = []
+    for a in range(0, n_cells, h):
+        s0 = min(a, n_cells - h)
+        if on_device:  # sliced inside the program: the map's array is not copied
+            rows, m_s = _log_integral_at_jit(values, jnp.int32(s0), h, q)
+        else:
+            slab = jnp.asarray(values[s0 : s0 + h + 1], float_dtype())
+            rows, m_s = _log_integral_jit(slab, q)
+        parts.append((np.asarray(rows[(a - s0) * q :], np.float64).sum(), float(m_s)))
+    m = min(p[1] for p in parts)
+    total = sum(t * np.exp(m - m_s) for t, m_s in parts)
+    return float(np.log(total) - m + np.log(dx).sum())
 
 
 def float_dtype():

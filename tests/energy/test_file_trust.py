@@ -195,3 +195,81 @@ def test_checksums_cover_every_field_and_array(saved):
         if isinstance(v, dict):
             assert {f"field.{k}.{s}" for s in v} <= keys
     assert {f"array.{a}" for a in arrays} <= keys
+
+
+# ---------------------------------------------------------------- version 1 upgrade (issue 10)
+def _to_v1(arrays, meta):
+    """What a version 1 file held: the same fields, one checksum over the energies only."""
+    meta["version"] = 1
+    meta["checksum"] = _io.checksum(arrays["energies"])
+
+
+def test_load_names_the_one_call_that_upgrades_a_v1_map(saved, tmp_path):
+    d, _, _ = saved
+    v1 = _rewrite(d / "map.npz", tmp_path / "old.npz", _to_v1)
+    with pytest.raises(energy.MapFileError) as err:
+        energy.load(v1)
+    msg = str(err.value)
+    assert msg.startswith(str(v1)) and "version 1 is refused" in msg
+    assert f"energy.upgrade({str(v1)!r}, NEW_PATH)" in msg
+
+
+def test_upgrade_writes_v2_and_leaves_the_original(saved, tmp_path):
+    import hashlib
+
+    d, m, _ = saved
+    v1 = _rewrite(d / "map.npz", tmp_path / "old.npz", _to_v1)
+    before = hashlib.sha256(v1.read_bytes()).hexdigest()
+    out = energy.upgrade(v1, tmp_path / "new.npz")
+    assert hashlib.sha256(v1.read_bytes()).hexdigest() == before  # untouched
+    with pytest.raises(energy.MapFileError, match="version 1 is refused"):
+        energy.load(v1)  # still refused: the upgrade is explicit, once
+    m2 = energy.load(out)
+    assert np.array_equal(np.asarray(m2.values), np.asarray(m.values))
+    assert m2.bounds == m.bounds and m2.names == m.names and m2.units == m.units
+    up = m2.provenance["upgraded_from"]
+    assert up["version"] == 1 and up["file"].endswith("old.npz")
+    assert up["energies_checksum"] == _io.checksum(np.asarray(m.values))
+    # The new file is version 2 with every field under its checksum: an edit is now caught.
+    edited = _rewrite(out, tmp_path / "edited.npz", _set("bounds", value=[[-50.0, 50.0], [-5, 5]]))
+    with pytest.raises(energy.MapFileError, match="checksum mismatch in metadata field bounds"):
+        energy.load(edited)
+
+
+def test_upgrade_refuses_what_it_should(saved, tmp_path):
+    d, _, _ = saved
+    v1 = _rewrite(d / "map.npz", tmp_path / "old.npz", _to_v1)
+
+    # Energies changed after saving: the version 1 checksum catches it.
+    def tamper(arrays, meta):
+        _to_v1(arrays, meta)
+        arrays["energies"] = arrays["energies"] * np.float32(0.5)
+
+    bad = _rewrite(d / "map.npz", tmp_path / "tampered.npz", tamper)
+    with pytest.raises(
+        energy.MapFileError, match=r"tampered\.npz: checksum mismatch in array energies"
+    ):
+        energy.upgrade(bad, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+    # Never overwrites, not even a file it made.
+    (tmp_path / "taken.npz").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="taken.npz"):
+        energy.upgrade(v1, tmp_path / "taken.npz")
+    assert (tmp_path / "taken.npz").read_bytes() == b"mine"
+    # A version 2 file needs none; a v1 shield is not a map.
+    with pytest.raises(energy.MapFileError, match="version 2 needs no upgrade"):
+        energy.upgrade(d / "map.npz", tmp_path / "y.npz")
+    shield_v1 = _rewrite(d / "shield.npz", tmp_path / "old_shield.npz", _to_v1)
+    with pytest.raises(energy.MapFileError, match=r"old_shield\.npz: format is"):
+        energy.upgrade(shield_v1, tmp_path / "z.npz")
+
+    # A v1 map whose contents are broken is refused like load refuses it.
+    def with_nan(arrays, meta):
+        e = arrays["energies"].copy()
+        e[0, 0] = np.nan
+        arrays["energies"] = e
+        _to_v1(arrays, meta)
+
+    nan = _rewrite(d / "map.npz", tmp_path / "nan.npz", with_nan)
+    with pytest.raises(energy.MapFileError, match=r"nan\.npz: 1 energies are NaN"):
+        energy.upgrade(nan, tmp_path / "w.npz")

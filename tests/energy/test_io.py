@@ -211,3 +211,112 @@ def test_a_plain_npy_and_a_zip_without_meta(saved_map, tmp_path):
 def test_a_directory(tmp_path):
     with pytest.raises(energy.MapFileError, match="directory"):
         energy.load(tmp_path)
+
+
+# ---------------------------------------------------------------- the stored pyramid (issue 10)
+def _small_map(rng, method="linear"):
+    x = rng.normal(size=(5000, 3)) * [1.0, 2.0, 0.5]
+    return energy.EnergyMap.from_samples(x, bins=(14, 12, 10), method=method)
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic"])
+def test_a_built_pyramid_is_stored_and_loaded_without_a_rebuild(tmp_path, rng, monkeypatch, method):
+    from energy import _pyramid
+
+    m = _small_map(rng, method)
+    x = jnp.asarray(rng.normal(size=(64, 3)), jnp.float32)
+    sig = float(m.noise_levels[4])  # builds the pyramid
+    before = np.asarray(m.energy_at(x, sig))
+    m.save(tmp_path / "with.npz")
+    with np.load(tmp_path / "with.npz", allow_pickle=False) as f:
+        assert "pyramid" in f.files
+        meta = json.loads(str(f["meta"]))
+    assert meta["pyramid_level_shapes"] == [list(s) for s in m.level_shapes]
+    assert "array.pyramid" in meta["checksum"] and "field.pyramid_level_shapes" in meta["checksum"]
+
+    calls = []
+    real = _pyramid.build
+    monkeypatch.setattr(_pyramid, "build", lambda *a, **k: calls.append(1) or real(*a, **k))
+    m2 = energy.load(tmp_path / "with.npz")
+    assert m2._pyramid is not None  # read, not built
+    assert np.array_equal(np.asarray(m2.energy_at(x, sig)), before)
+    assert all(np.array_equal(a, b) for a, b in zip(m.pyramid, m2.pyramid, strict=True))
+    assert calls == []  # loading and reading levels never built the pyramid
+
+
+def test_a_map_that_never_built_its_pyramid_is_saved_without_it(tmp_path, rng, monkeypatch):
+    from energy import _pyramid
+
+    m = _small_map(rng)
+    calls = []
+    real = _pyramid.build
+    monkeypatch.setattr(_pyramid, "build", lambda *a, **k: calls.append(1) or real(*a, **k))
+    m.save(tmp_path / "lazy.npz")
+    assert calls == []  # saving did not build it
+    with np.load(tmp_path / "lazy.npz", allow_pickle=False) as f:
+        assert sorted(f.files) == ["energies", "meta"]
+        assert "pyramid_level_shapes" not in json.loads(str(f["meta"]))
+    m2 = energy.load(tmp_path / "lazy.npz")
+    assert m2._pyramid is None and calls == []
+    x = jnp.zeros((4, 3), jnp.float32)
+    assert np.array_equal(np.asarray(m2.energy_at(x, 0.1)), np.asarray(m.energy_at(x, 0.1)))
+    assert len(calls) == 2  # each map built its own, lazily, when asked
+
+
+def _resealed(src, out, mutate):
+    with np.load(src, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    mutate(arrays, meta)
+    meta["checksum"] = _io.field_checksums(meta, arrays)
+    with open(out, "wb") as fh:
+        np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+    return out
+
+
+def _pyr_cut(arrays, meta):
+    arrays["pyramid"] = arrays["pyramid"][:-1]
+
+
+def _pyr_nan(arrays, meta):
+    arrays["pyramid"] = arrays["pyramid"].copy()
+    arrays["pyramid"][3] = np.nan
+
+
+def _pyr_shapes(arrays, meta):
+    meta["pyramid_level_shapes"][0] = [99, 2, 2]
+
+
+def _pyr_orphan(arrays, meta):
+    del arrays["pyramid"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (_pyr_cut, "1-D float array of"),
+        (_pyr_nan, "pyramid values are NaN"),
+        (_pyr_shapes, "do not fit a map"),
+        (_pyr_orphan, "without a 'pyramid' array"),
+    ],
+)
+def test_a_bad_stored_pyramid_is_refused_even_with_a_fresh_checksum(tmp_path, rng, mutate, match):
+    m = _small_map(rng)
+    _ = m.noise_levels  # builds the pyramid
+    m.save(tmp_path / "with.npz")
+    bad = _resealed(tmp_path / "with.npz", tmp_path / "bad.npz", mutate)
+    with pytest.raises(energy.MapFileError, match=rf"bad\.npz: .*{match}"):
+        energy.load(bad)
+
+
+def test_an_edited_stored_pyramid_fails_its_checksum(tmp_path, rng):
+    m = _small_map(rng)
+    _ = m.noise_levels
+    m.save(tmp_path / "with.npz")
+    with np.load(tmp_path / "with.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["pyramid"] = arrays["pyramid"] + np.float32(0.5)
+    with open(tmp_path / "edited.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(energy.MapFileError, match="edited.npz: checksum mismatch in array pyramid"):
+        energy.load(tmp_path / "edited.npz")
