@@ -104,6 +104,29 @@ def apply_profile(
     return changed
 
 
+def import_revision(rev: str, where, package: str = "energy"):
+    """``package`` as it was at git revision ``rev`` of this checkout, imported under the name
+    ``<package>_baseline`` (extracted once into ``where/<package>-<rev>``): the baseline a bench
+    interleaves with today's code. Returns (module, the folder it was extracted to)."""
+    import importlib.util
+
+    dest = Path(where) / f"{package}-{rev}"
+    if not (dest / package / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        tar = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, package], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    name = f"{package}_baseline"
+    spec = importlib.util.spec_from_file_location(
+        name, dest / package / "__init__.py", submodule_search_locations=[str(dest / package)]
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod, str(dest)
+
+
 def optional(module: str):
     """The module, or None when it is not installed (a peer's row then says so)."""
     try:

@@ -124,31 +124,6 @@ def _mixture_counts(shape, seed=0, n=200_000):
     return np.histogramdd(x, bins=energy.bin_edges(bounds, shape))[0], bounds
 
 
-def _import_rev(rev: str, where: str):
-    """``energy`` at git revision ``rev``, imported as ``energy_baseline`` (and its folder)."""
-    import importlib.util
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    dest = Path(where) / f"energy-{rev}"
-    if not (dest / "energy" / "__init__.py").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        tar = subprocess.run(
-            ["git", "-C", str(C.ROOT), "archive", rev, "energy"], check=True, capture_output=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
-    spec = importlib.util.spec_from_file_location(
-        "energy_baseline",
-        dest / "energy" / "__init__.py",
-        submodule_search_locations=[str(dest / "energy")],
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["energy_baseline"] = mod
-    spec.loader.exec_module(mod)
-    return mod, str(dest)
-
-
 _CHILD = r"""
 import json, sys, time, importlib.util
 import numpy as np
@@ -234,7 +209,7 @@ def scaling(quick: bool = False, repeats: int = 5, baseline: str = "main") -> di
 
     shapes = QUICK_SCALING_SHAPES if quick else SCALING_SHAPES
     tmp = tempfile.mkdtemp(prefix="bench-maps-scaling-")
-    base, base_dir = _import_rev(baseline, tmp)
+    base, base_dir = C.import_revision(baseline, tmp)
     impls = {"new": energy, "base": base}
     rows = []
     out_json = C.RESULTS / ("maps_scaling-quick.json" if quick else "maps_scaling.json")

@@ -20,7 +20,6 @@ the result dict (for a ``python -m bench`` driver).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -35,31 +34,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+from bench._common import import_revision  # noqa: E402
+
 BASELINE = "c48fa8c"
 N_SAMPLES = 200_000
 
 FULL_SHAPES = [(10,) * 4, (18,) * 4, (32,) * 4, (48,) * 4, (64,) * 4, (40,) * 3]
 QUICK_SHAPES = [(10,) * 4, (18,) * 4, (40,) * 3]
-
-
-def _import_baseline(rev: str, where: Path):
-    """``energy`` at ``rev``, imported as the package ``energy_baseline``."""
-    dest = where / f"groundstate-{rev}"
-    if not (dest / "energy" / "__init__.py").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", rev, "energy"], check=True, capture_output=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    spec = importlib.util.spec_from_file_location(
-        "energy_baseline",
-        dest / "energy" / "__init__.py",
-        submodule_search_locations=[str(dest / "energy")],
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["energy_baseline"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _counts(shape, seed=0):
@@ -168,7 +150,7 @@ def run(quick: bool, repeats: int | None = None, baseline: str = BASELINE) -> di
     shapes = QUICK_SHAPES if quick else FULL_SHAPES
     reps = repeats or (2 if quick else 5)
     tmp = Path(tempfile.mkdtemp(prefix="bench-maps-"))
-    base = _import_baseline(baseline, Path(tempfile.gettempdir()) / "bench-maps-baseline")
+    base = import_revision(baseline, Path(tempfile.gettempdir()) / "bench-maps-baseline")[0]
     impls = {"new": energy, "base": base}
     rows = []
     for shape in shapes:
