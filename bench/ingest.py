@@ -254,11 +254,16 @@ def bare_read_fill(files) -> np.ndarray:
     return h.view()
 
 
-def command_case(size_mb: float, repeats: int, tmp: str, smoke: bool = False) -> tuple[list, list]:
-    """Rows and ratios of the whole command against the ceiling over a lake of ``size_mb``."""
+def command_case(
+    size_mb: float, repeats: int, tmp: str, smoke: bool = False, extras: bool = True
+) -> tuple[list, list]:
+    """Rows and ratios of the whole command against the ceiling over a lake of ``size_mb``.
+    ``extras``: also the A/A run and the fixed cost (12 tiny files); ``--quick`` leaves them to
+    the full run, since every start of the command costs its fixed time whatever the lake."""
     lake, small = os.path.join(tmp, "cmd-lake"), os.path.join(tmp, "cmd-small")
     nbytes, nrows = make_command_lake(lake, size_mb)
-    if not smoke:
+    extras = extras and not smoke
+    if extras:
         make_command_lake(small, 1000 * 4 * len(CMD_VARS) * CMD_FILES / 1e6, seed=2)
     files = sorted(os.path.join(lake, f) for f in os.listdir(lake))
     out = os.path.join(tmp, "cmd-out")
@@ -269,7 +274,7 @@ def command_case(size_mb: float, repeats: int, tmp: str, smoke: bool = False) ->
     if run_command(lake, os.path.join(out, "check.npz")) != want:
         raise RuntimeError("ingest bench: the command's rows used differ from the ceiling's")
     engines = {COMMAND: lambda: run_command(lake, os.path.join(out, "a.npz"))}
-    if not smoke:  # the smoke size only checks that the command runs and counts every row
+    if extras:  # the smoke size only checks that the command runs and counts every row
         engines[COMMAND + " (A/A)"] = lambda: run_command(lake, os.path.join(out, "b.npz"))
         engines[FIXED] = lambda: run_command(small, os.path.join(out, "c.npz"))
     base = os.environ.get("BENCH_INGEST_BASELINE")
@@ -354,7 +359,7 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
                     ratios.append(r)
         cmd = CMD_SIZES[size]
         new_rows, new_ratios = command_case(
-            cmd["mb"], repeats or cmd["repeats"], tmp, smoke=size == "smoke"
+            cmd["mb"], repeats or cmd["repeats"], tmp, smoke=size == "smoke", extras=size == "full"
         )
         rows += new_rows
         ratios += new_ratios
