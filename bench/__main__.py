@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes (~2.5 min on 2 quiet cores; bench/README.md)",
+        help="small sizes (~2 min on 2 quiet cores; bench/README.md)",
     )
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (seconds)")
     p.add_argument("--backend", choices=sorted(PLATFORMS), help="the platform to run on")
