@@ -12,6 +12,7 @@ __all__ = [
     "DRAW_BLOCK_STEPS",
     "MALA_DRAW_BLOCK_MIN_D",
     "block_length",
+    "chain_constraints",
     "scan_blocked",
 ]
 
@@ -26,6 +27,25 @@ __all__ = [
 DRAW_BLOCK_STEPS = 32
 DRAW_BLOCK_ELEMENTS = 1 << 19
 MALA_DRAW_BLOCK_MIN_D = 3
+
+
+def chain_constraints(sharding) -> tuple[Callable, Callable]:
+    """``(constrain, constrain_block)`` for chains sharded by ``sharding`` (a NamedSharding of
+    (chains, d) over devices, or None: both then return their argument). ``constrain`` keeps a
+    (chains, ...) array on that sharding; ``constrain_block`` shards a block of per-step draws
+    (steps, chains, ...) along its chain axis."""
+    if sharding is None:
+        return (lambda a: a), (lambda a: a)
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    def constrain(a):
+        return jax.lax.with_sharding_constraint(a, sharding)
+
+    def constrain_block(a):
+        spec = PartitionSpec(None, *sharding.spec[:1], *([None] * (a.ndim - 2)))
+        return jax.lax.with_sharding_constraint(a, NamedSharding(sharding.mesh, spec))
+
+    return constrain, constrain_block
 
 
 def block_length(length: int, per_step: int, max_steps: int = 0) -> tuple[int, int]:

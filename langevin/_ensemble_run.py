@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _ensemble, _kernels
-from ._draw_blocks import MALA_DRAW_BLOCK_MIN_D, scan_blocked
+from ._draw_blocks import MALA_DRAW_BLOCK_MIN_D, chain_constraints, scan_blocked
 from ._progress import tick
 
 __all__ = ["EnsembleConfig", "run"]
@@ -98,17 +98,7 @@ def program(
             a = jax.lax.with_sharding_constraint(a, NamedSharding(cfg.sharding.mesh, spec))
         return a[:n_real]
 
-    def constrain(a):
-        if cfg.sharding is None:
-            return a
-        return jax.lax.with_sharding_constraint(a, cfg.sharding)
-
-    def constrain_block(a):
-        """Shard a block of per-step draws (steps, chains, ...) along its chain axis."""
-        if cfg.sharding is None:
-            return a
-        spec = PartitionSpec(None, *cfg.sharding.spec[:1], *([None] * (a.ndim - 2)))
-        return jax.lax.with_sharding_constraint(a, NamedSharding(cfg.sharding.mesh, spec))
+    constrain, constrain_block = chain_constraints(cfg.sharding)
 
     def draw(phase_key):
         """``steps (K,) -> (z (K, n, d), u (K, n))``: `_draws` of each step's key."""

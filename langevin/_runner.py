@@ -40,11 +40,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _target
 from ._adaptation import dual_averaging_init, dual_averaging_update
-from ._draw_blocks import MALA_DRAW_BLOCK_MIN_D, scan_blocked
+from ._draw_blocks import MALA_DRAW_BLOCK_MIN_D, chain_constraints, scan_blocked
 from ._kernels import Constraints, mala_move, ula_move
 from ._phases import MALA_FLAGS, ULA_FRACTION, ULA_FRACTION_COLD, Phase, constant, plan
 from ._prepare import Config
@@ -103,17 +102,7 @@ def program(
     grad_b = jax.vmap(jax.grad(total), in_axes=(0, None))
     vg_b = jax.vmap(jax.value_and_grad(total), in_axes=(0, None))
 
-    def constrain(x):
-        if cfg.sharding is None:
-            return x
-        return jax.lax.with_sharding_constraint(x, cfg.sharding)
-
-    def constrain_block(a):
-        """Shard a block of per-step draws (steps, chains, ...) along its chain axis."""
-        if cfg.sharding is None:
-            return a
-        spec = PartitionSpec(None, "chains", *([None] * (a.ndim - 2)))
-        return jax.lax.with_sharding_constraint(a, NamedSharding(cfg.sharding.mesh, spec))
+    constrain, constrain_block = chain_constraints(cfg.sharding)
 
     def tick(t):
         _tick(p["run_id"], t, cfg.progress_every)
