@@ -104,6 +104,17 @@ def apply_profile(
     return changed
 
 
+def summary(xs) -> dict:
+    """Median, range and count of repeated measurements."""
+    a = np.asarray(xs, np.float64)
+    return {
+        "median": float(np.median(a)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "n": len(a),
+    }
+
+
 def import_revision(rev: str, where, package: str = "energy"):
     """``package`` as it was at git revision ``rev`` of this checkout, imported under the name
     ``<package>_baseline`` (extracted once into ``where/<package>-<rev>``): the baseline a bench

@@ -184,14 +184,7 @@ def _rss(where: str, op: str, counts_path: str, map_path: str, grid_bytes: int, 
     return res
 
 
-def _stats(xs) -> dict:
-    a = np.asarray(xs, np.float64)
-    return {
-        "median": float(np.median(a)),
-        "min": float(a.min()),
-        "max": float(a.max()),
-        "n": len(a),
-    }
+_stats = C.summary
 
 
 def scaling(quick: bool = False, repeats: int = 5, baseline: str = "main") -> dict:

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
-from bench._common import import_revision  # noqa: E402
+from bench._common import import_revision, summary  # noqa: E402
 
 BASELINE = "c48fa8c"
 N_SAMPLES = 200_000
@@ -85,14 +85,7 @@ def _first_level(m, q):
     return m.energy_at(q, sigma).block_until_ready()
 
 
-def _stats(xs):
-    a = np.asarray(xs, np.float64)
-    return {
-        "median": float(np.median(a)),
-        "min": float(a.min()),
-        "max": float(a.max()),
-        "n": len(a),
-    }
+_stats = summary
 
 
 _RSS_CHILD = r"""
