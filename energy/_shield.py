@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import json
 import math
 import operator
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -59,8 +60,19 @@ class Reason(enum.IntEnum):
 N_REASONS = len(Reason)
 
 
-class Decision(NamedTuple):
+class Decision:
     """The shield's verdict on a batch of states (a pytree: it can leave a jitted function).
+
+    It behaves as the named tuple ``(allow, energy, reason, p_value)``: fields by name, by index
+    (``d[0]``, ``d[-1]``, slices), unpacking (``allow, energy, reason, p = d``), ``len``,
+    ``_fields``, ``_asdict`` and ``_replace``; a pytree of those four arrays under jit, vmap and
+    ``jax.tree_util``.
+
+    The p-value is computed when it is first asked for (``d.p_value``, ``d[3]``, unpacking,
+    flattening the pytree, ``repr``) and then kept: ``sh(x)`` on a large batch decides without
+    it (about half the cost of a full decision), and a caller that only reads ``allow``,
+    ``energy`` or ``reason`` never pays for it. Inside a trace (``jax.jit``, ``jax.vmap``) it is
+    part of the traced computation, which XLA drops when the result is unused.
 
     Attributes:
       allow: bool ``(...,)``, True where the state may be executed.
@@ -71,10 +83,74 @@ class Decision(NamedTuple):
         built with an explicit threshold (it has no calibration scores).
     """
 
-    allow: Array
-    energy: Array
-    reason: Array
-    p_value: Array
+    __slots__ = ("_allow", "_energy", "_reason", "_p", "_make_p")
+    _fields = ("allow", "energy", "reason", "p_value")
+
+    def __init__(self, allow: Array, energy: Array, reason: Array, p_value: Array):
+        set_ = object.__setattr__
+        set_(self, "_allow", allow)
+        set_(self, "_energy", energy)
+        set_(self, "_reason", reason)
+        set_(self, "_p", p_value)
+        set_(self, "_make_p", None)
+
+    @classmethod
+    def _lazy(cls, allow: Array, energy: Array, reason: Array, make_p: Callable[[], Array]):
+        """A decision whose p-value is ``make_p()``, called once when it is first asked for."""
+        d = cls(allow, energy, reason, None)
+        object.__setattr__(d, "_make_p", make_p)
+        return d
+
+    @property
+    def allow(self) -> Array:
+        return self._allow
+
+    @property
+    def energy(self) -> Array:
+        return self._energy
+
+    @property
+    def reason(self) -> Array:
+        return self._reason
+
+    @property
+    def p_value(self) -> Array:
+        make_p = self._make_p
+        if make_p is not None:
+            object.__setattr__(self, "_p", make_p())
+            object.__setattr__(self, "_make_p", None)
+        return self._p
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Decision is immutable (use d._replace({name}=...))")
+
+    def __iter__(self):
+        return (getattr(self, f) for f in self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(getattr(self, f) for f in self._fields[i])
+        return getattr(self, self._fields[operator.index(i)])
+
+    def _asdict(self) -> dict[str, Array]:
+        """The four fields by name (the p-value computed)."""
+        return {f: getattr(self, f) for f in self._fields}
+
+    def _replace(self, **fields: Array) -> Decision:
+        """A copy with some fields replaced (an unasked p-value stays unasked)."""
+        bad = set(fields) - set(self._fields)
+        if bad:
+            raise ValueError(f"Decision has no field(s) {sorted(bad)}; fields: {self._fields}")
+        parts = {f: fields.get(f, getattr(self, "_" + f)) for f in self._fields[:3]}
+        if "p_value" in fields or self._make_p is None:
+            return Decision(**parts, p_value=fields.get("p_value", self._p))
+        return Decision._lazy(**parts, make_p=self._make_p)
+
+    def __repr__(self) -> str:
+        return "Decision(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields) + ")"
 
     def counts(self) -> Array:
         """Number of states per reason code: int ``(len(Reason),)``; jit-friendly."""
@@ -84,6 +160,17 @@ class Decision(NamedTuple):
         """Counts per reason by name, e.g. ``{"allowed": 97, "above_threshold": 3, ...}``."""
         counts = np.asarray(self.counts())
         return {r.name.lower(): int(counts[r]) for r in Reason}
+
+
+jax.tree_util.register_pytree_with_keys(
+    Decision,
+    lambda d: (
+        tuple((jax.tree_util.GetAttrKey(f), v) for f, v in zip(d._fields, d, strict=True)),
+        None,
+    ),
+    lambda _, children: Decision(*children),
+    flatten_func=lambda d: (tuple(d), None),
+)
 
 
 def conformal_rank(n: int, alpha: float) -> int:
@@ -362,10 +449,33 @@ class Shield:
 
         Returns:
           A :class:`Decision` with ``allow``, ``energy``, ``reason``, ``p_value`` of shape
-          ``(...)``.
+          ``(...)``. For a batch of at least ``_PARTS_MIN_STATES`` (16384) states outside a
+          trace, the p-value is computed when it is first asked for.
         """
         x = self._check_input(x)
-        return _decide_jit(self._bare(), x, self._table())
+        bare, table = self._bare(), self._table()
+        if not self._decides_in_parts(x):
+            return _decide_jit(bare, x, table)
+        # Two programs: the energy, then allow and reason from it (in one program XLA on CPU
+        # computes the interpolation again in each of those outputs); the p-value when asked.
+        energy = _energy_jit(bare, x)
+        allow, reason = _reason_jit(bare, x, energy)
+        return Decision._lazy(
+            allow, energy, reason, functools.partial(_p_jit, bare.scores, energy, reason, table)
+        )
+
+    def _decides_in_parts(self, x: Array) -> bool:
+        """Whether ``self(x)`` runs as separate programs with a p-value computed when asked
+        for: a large batch of concrete states, no surrogate or tolerance, nothing traced
+        (inside a trace the whole decision is traced and XLA drops what is not used)."""
+        return (
+            self.surrogate is None
+            and self.tolerance is None
+            and x.ndim >= 1
+            and math.prod(x.shape[:-1]) >= _PARTS_MIN_STATES
+            and not isinstance(x, jax.core.Tracer)
+            and not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(self))
+        )
 
     def _table(self) -> _PTable | None:
         """The p-value search table of this shield's scores (made once per scores array);
@@ -397,15 +507,13 @@ class Shield:
             raise ValueError(f"states have d={x.shape[-1]} coordinates, the shield expects d={nd}")
         return x
 
-    def _decide(self, x: Array, table: _PTable | None = None, allow_only: bool = False) -> Decision:
-        """The pure decision rule (traced inside jit); ``table``: see :meth:`_p_value`;
-        ``allow_only``: only ``allow`` is used (it is then computed without ``reason``).
+    def _masks(self, x: Array) -> tuple[list[Array], Array, Array]:
+        """The columns of ``x``, and where a state is finite and where it is inside the bounds.
 
         Per-coordinate checks run on columns (``x[..., j]``): XLA on CPU vectorises a reduction
         over a short minor axis poorly.
         """
-        d = x.shape[-1]
-        cols = [x[..., j] for j in range(d)]
+        cols = [x[..., j] for j in range(x.shape[-1])]
         finite = jnp.isfinite(cols[0])
         for c in cols[1:]:
             finite = finite & jnp.isfinite(c)
@@ -413,21 +521,30 @@ class Shield:
         if self.lo is not None:
             for j, c in enumerate(cols):
                 inside = inside & (c >= self.lo[j]) & (c <= self.hi[j])
+        return cols, finite, inside
+
+    def _safe(self, x: Array, cols: list[Array], finite: Array) -> Array:
+        """The states the energy is evaluated at: ``x``, or for a function that is not a map,
+        a stand-in in the rows that are not finite."""
         if isinstance(self.energy_fn, EnergyMap) and self.surrogate is None:
             # A map's energy is row by row (a NaN row gives a NaN energy there, nothing else):
             # no stand-in needed (it would cost ~15% of the call).
-            safe = x
-        else:
-            # A safe stand-in for rows with NaN/inf, so that they cannot poison other rows of
-            # a function that mixes them (a batch statistic, a NaN-propagating reduction).
-            fill = [
-                jnp.zeros((), c.dtype) if self.lo is None else self.lo[j]
-                for j, c in enumerate(cols)
-            ]
-            safe = jnp.stack(
-                [jnp.where(finite, c, f.astype(c.dtype)) for c, f in zip(cols, fill, strict=True)],
-                axis=-1,
-            )
+            return x
+        # A safe stand-in for rows with NaN/inf, so that they cannot poison other rows of a
+        # function that mixes them (a batch statistic, a NaN-propagating reduction).
+        fill = [
+            jnp.zeros((), c.dtype) if self.lo is None else self.lo[j] for j, c in enumerate(cols)
+        ]
+        return jnp.stack(
+            [jnp.where(finite, c, f.astype(c.dtype)) for c, f in zip(cols, fill, strict=True)],
+            axis=-1,
+        )
+
+    def _decide(self, x: Array, table: _PTable | None = None, allow_only: bool = False) -> Decision:
+        """The pure decision rule (traced inside jit); ``table``: see :meth:`_p_value`;
+        ``allow_only``: only ``allow`` is used (it is then computed without ``reason``)."""
+        cols, finite, inside = self._masks(x)
+        safe = self._safe(x, cols, finite)
         e = jnp.broadcast_to(_call_energy(self.energy_fn, safe), finite.shape)
         judged_inside = inside
         if self.surrogate is not None:
@@ -467,27 +584,37 @@ class Shield:
             # inputs (XLA on CPU recomputes the interpolation in every consumer).
             allow = reason == Reason.ALLOWED
         energy = jnp.where(finite, e, jnp.inf)
-        # The conformal score: the energy, +inf for every block that is not an energy block
-        # (every code above ABOVE_THRESHOLD).
-        score = jnp.where(reason > Reason.ABOVE_THRESHOLD, jnp.inf, energy)
-        p_value = self._p_value(score, table)
+        p_value = _p_of(self.scores, energy, reason, table)
         return Decision(allow=allow, energy=energy, reason=reason, p_value=p_value)
 
-    def _p_value(self, score: Array, table: _PTable | None = None) -> Array:
-        """Conformal p-value ``(1 + #{s_i >= score}) / (n + 1)``; NaN without scores.
+    def _energy_only(self, x: Array) -> Array:
+        """``_decide(x).energy`` alone, for a shield without surrogate or tolerance."""
+        cols, finite, _ = self._masks(x)
+        e = _call_energy(self.energy_fn, self._safe(x, cols, finite))
+        return jnp.where(finite, jnp.broadcast_to(e, finite.shape), jnp.inf)
 
-        ``#{s_i < score}`` comes from ``table`` (a bucketed search, :func:`_p_table`) when one
-        is given for this score dtype, else from a binary search in the sorted scores; both
-        order floats as ``jnp.searchsorted`` does (-0.0 == 0.0), so they give the same counts.
-        """
-        if self.scores is None:
-            return jnp.full(score.shape, jnp.nan, score.dtype)
-        n = self.scores.shape[0]
-        if table is not None and table.keys.dtype == _key_dtype(score.dtype):
-            below = table.count_below(score)
-        else:
-            below = jnp.searchsorted(self.scores, score.ravel(), side="left").reshape(score.shape)
-        return ((n - below + 1) / (n + 1)).astype(score.dtype)
+    def _reason_of(self, x: Array, energy: Array) -> tuple[Array, Array]:
+        """``(allow, reason)`` of ``_decide(x)`` from its ``energy`` (for a shield without
+        surrogate or tolerance): no pass over the energy function's work."""
+        _, finite, inside = self._masks(x)
+        reason = jnp.where(
+            ~finite,
+            Reason.NOT_FINITE,
+            jnp.where(
+                ~inside,
+                Reason.OUT_OF_BOUNDS,
+                jnp.where(
+                    ~jnp.isfinite(energy),
+                    Reason.NOT_FINITE,
+                    jnp.where(~(energy <= self.threshold), Reason.ABOVE_THRESHOLD, Reason.ALLOWED),
+                ),
+            ),
+        ).astype(jnp.int32)
+        return reason == Reason.ALLOWED, reason
+
+    def _p_value(self, score: Array, table: _PTable | None = None) -> Array:
+        """Conformal p-value of scores ``score``: :func:`_p_of_score`."""
+        return _p_of_score(self.scores, score, table)
 
     def allow(self, x: ArrayLike) -> Array:
         """Just the booleans, ``self(x).allow``, compiled without the p-values (faster)."""
@@ -947,6 +1074,51 @@ _NO_META = _Meta(None, {})
 def _decide_jit(shield: Shield, x: Array, table: _PTable | None = None) -> Decision:
     """Jitted decision rule over a shield pytree (and its p-value table)."""
     return shield._decide(x, table)
+
+
+_PARTS_MIN_STATES = 1 << 14
+"""Batches of at least this many states are decided in parts (:meth:`Shield._decides_in_parts`);
+smaller ones in one program, where one dispatch costs less than the work saved."""
+
+
+@jax.jit
+def _energy_jit(shield: Shield, x: Array) -> Array:
+    """The decision's energy alone (:meth:`Shield._energy_only`)."""
+    return shield._energy_only(x)
+
+
+@jax.jit
+def _reason_jit(shield: Shield, x: Array, energy: Array) -> tuple[Array, Array]:
+    """The decision's ``(allow, reason)`` from its energy (:meth:`Shield._reason_of`)."""
+    return shield._reason_of(x, energy)
+
+
+def _p_of(scores: Array | None, energy: Array, reason: Array, table: _PTable | None) -> Array:
+    """The decision's p-values from its energy and reason: the conformal score is the energy,
+    +inf for every block that is not an energy block (every code above ABOVE_THRESHOLD)."""
+    score = jnp.where(reason > Reason.ABOVE_THRESHOLD, jnp.inf, energy)
+    return _p_of_score(scores, score, table)
+
+
+_p_jit = jax.jit(_p_of)
+
+
+def _p_of_score(scores: Array | None, score: Array, table: _PTable | None = None) -> Array:
+    """Conformal p-value ``(1 + #{s_i >= score}) / (n + 1)`` against sorted ``scores``; NaN
+    without scores.
+
+    ``#{s_i < score}`` comes from ``table`` (a bucketed search, :func:`_p_table`) when one is
+    given for this score dtype, else from a binary search in the sorted scores; both order
+    floats as ``jnp.searchsorted`` does (-0.0 == 0.0), so they give the same counts.
+    """
+    if scores is None:
+        return jnp.full(score.shape, jnp.nan, score.dtype)
+    n = scores.shape[0]
+    if table is not None and table.keys.dtype == _key_dtype(score.dtype):
+        below = table.count_below(score)
+    else:
+        below = jnp.searchsorted(scores, score.ravel(), side="left").reshape(score.shape)
+    return ((n - below + 1) / (n + 1)).astype(score.dtype)
 
 
 @jax.jit
