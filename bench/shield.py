@@ -4,19 +4,26 @@ A 2-D operating envelope (a synthetic wind-turbine power curve: wind speed vs po
 is the in-distribution data; a 64^2 map from the training states, calibrated (alpha = 0.01) on
 20k held-out states. Engines, interleaved in one process:
 
-- ``shield(x)``: the full decision (allow, energy, reason, p-value) and its A/A twin;
+- ``shield(x)``: the decision as ``sh(x)`` returns it (allow, energy, reason ready; the p-value
+  computed when it is asked for) and its A/A twin;
+- ``shield(x) + p_value``: the same with its p-value asked for (all four fields);
 - ``shield.allow(x)``: the decision alone;
 - ``jit(m.energy)``: a bare jitted lookup of the map's energy (no checks);
 - ``IsolationForest.score_samples`` and ``KernelDensity.score_samples`` (scikit-learn, on
   standardised inputs, on smaller batches: rates are per state).
 
 AUROC of each score on held-out normal states against faulty ones (curtailment, a shifted curve,
-a sensor offset) is reported beside the rates.
+a sensor offset) is reported beside the rates. Each of our engines' rows also carries the CPU
+time of every round (``cpu_rounds_s``: user + system of all threads, with its median and range),
+and the result the load average before and after the rounds.
 
-Baseline: with ``BENCH_SHIELD_BASELINE`` set to the path of another version's
-``energy/_shield.py`` (a copy of main's, say), that module is loaded as ``energy._shield_baseline``
-and its ``shield(x)`` and ``shield.allow(x)``, on the same map and calibration states, join the
-interleaved rounds as ``... [baseline]``, with the ratios ours / baseline.
+Baseline: ``BENCH_SHIELD_BASELINE`` set to a git revision of this checkout (``312078e``, ``main``)
+imports that revision's ``energy`` package (:func:`bench._common.import_revision`); set to the
+path of a ``.py`` file, that file is loaded as another version of ``energy/_shield.py``
+(``energy._shield_baseline``, over today's map). Its ``shield(x)`` (all four fields, as that
+version returns them) and ``shield.allow(x)``, on the same map and calibration states, join the
+interleaved rounds as ``... [baseline]``, with the ratios ours / baseline, and must decide
+identically on the batch.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -95,19 +105,32 @@ def faulty_states(rng: np.random.Generator, n: int) -> np.ndarray:
 PAIRS = (
     ("shield(x)", "shield(x) (A/A)"),
     ("shield(x)", "shield(x) [baseline]"),
+    ("shield(x) + p_value", "shield(x) [baseline]"),
     ("shield.allow(x)", "shield.allow(x) [baseline]"),
+    ("shield(x)", "shield(x) + p_value"),
     ("shield(x)", "jit(m.energy)"),
     ("shield(x)", "IsolationForest.score_samples"),
+    ("shield(x) + p_value", "IsolationForest.score_samples"),
     ("shield.allow(x)", "IsolationForest.score_samples"),
     ("shield(x)", "KernelDensity.score_samples"),
 )
 
 
 def _baseline_module():
-    """The ``_shield`` module at ``$BENCH_SHIELD_BASELINE`` (None when the variable is unset)."""
-    path = os.environ.get("BENCH_SHIELD_BASELINE")
-    if not path:
+    """The baseline ``energy._shield`` at ``$BENCH_SHIELD_BASELINE`` (None when it is unset):
+    a ``.py`` file (or a path with a ``/``) is loaded as ``energy._shield_baseline``; anything
+    else is a git revision whose ``energy`` package is imported as ``energy_baseline``."""
+    spec = os.environ.get("BENCH_SHIELD_BASELINE")
+    if not spec:
         return None
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        return _baseline_file(spec)
+    where = Path(tempfile.gettempdir()) / "bench-shield-baseline"
+    return C.import_revision(spec, where)[0]
+
+
+def _baseline_file(path: str):
+    """The ``_shield`` module at ``path``, loaded as ``energy._shield_baseline``."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"BENCH_SHIELD_BASELINE={path!r}: no such file")
     name = "energy._shield_baseline"
@@ -116,6 +139,22 @@ def _baseline_module():
     sys.modules[name] = mod  # its relative imports (energy._io, energy._map) resolve in energy
     spec.loader.exec_module(mod)
     return mod
+
+
+class _CpuClock:
+    """Wraps an engine so that each call blocks on its result and records the CPU time (user +
+    system, all threads of this process) it took."""
+
+    def __init__(self, fn):
+        import jax
+
+        self.fn, self.block, self.cpu_s = fn, jax.block_until_ready, []
+
+    def __call__(self):
+        c0 = time.process_time()
+        out = self.block(self.fn())
+        self.cpu_s.append(time.process_time() - c0)
+        return out
 
 
 def _auroc(labels: np.ndarray, score: np.ndarray) -> float:
@@ -150,16 +189,29 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
     sh = energy.Shield.calibrate(m, cal, alpha=0.01)
     lookup = jax.jit(m.energy)
     case = {"d": 2, "map": "64^2", "calibration": cfg["cal"], "batch": cfg["ours"]}
+
+    def decided(d):
+        return d.allow, d.energy, d.reason  # the decision as sh(x) returns it
+
     engines = {
-        "shield(x)": lambda: sh(big),
-        "shield(x) (A/A)": lambda: sh(big),
+        "shield(x)": lambda: decided(sh(big)),
+        "shield(x) (A/A)": lambda: decided(sh(big)),
+        "shield(x) + p_value": lambda: tuple(sh(big)),
         "shield.allow(x)": lambda: sh.allow(big),
         "jit(m.energy)": lambda: lookup(big),
     }
     base = _baseline_module()
     if base is not None:
-        sh0 = base.Shield.calibrate(m, cal, alpha=0.01)
-        engines["shield(x) [baseline]"] = lambda: sh0(big)
+        m0 = m
+        if hasattr(base, "__path__"):  # a revision's whole package: its own map
+            m0 = base.EnergyMap.from_samples(
+                train,
+                bins=64,
+                bounds=list(zip(lo - pad, hi + pad, strict=True)),
+                names=["wind", "power"],
+            )
+        sh0 = base.Shield.calibrate(m0, cal, alpha=0.01)
+        engines["shield(x) [baseline]"] = lambda: tuple(sh0(big))
         engines["shield.allow(x) [baseline]"] = lambda: sh0.allow(big)
         case["baseline"] = os.environ["BENCH_SHIELD_BASELINE"]
     work = dict.fromkeys(engines, cfg["ours"])
@@ -190,7 +242,10 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
     else:
         for name in ("IsolationForest.score_samples", "KernelDensity.score_samples"):
             rows.append(C.skipped(SUITE, case, name, "not installed"))
+    engines = {k: _CpuClock(f) for k, f in engines.items()}
+    load_before = list(os.getloadavg())
     timings = C.measure(engines, repeats or cfg["repeats"])
+    load_after = list(os.getloadavg())
     if base is not None:  # after the timing, so that its compile time is measured too
         same = all(
             np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
@@ -203,13 +258,23 @@ def run(size: str, backend: str, repeats: int | None = None) -> dict:
             row["batch"] = work[name]
             if name in auroc:
                 row["auroc"] = auroc[name]
+            clock = engines[name]
+            if isinstance(clock, _CpuClock) and "rounds_s" in row:
+                cpu = clock.cpu_s[-len(row["rounds_s"]) :]  # the timed rounds (after cold, warm)
+                row["cpu_rounds_s"] = cpu
+                row["cpu_s"] = C.summary(cpu)
             rows.append(row)
     ratios = [
         r
         for a, b in PAIRS
         if (r := C.ratio(SUITE, case, timings, a, b, work=(work[a], work.get(b, 1))))
     ]
-    return {"rows": rows, "ratios": ratios, "threshold": float(sh.threshold)}
+    return {
+        "rows": rows,
+        "ratios": ratios,
+        "threshold": float(sh.threshold),
+        "load_average": {"before": load_before, "after": load_after},
+    }
 
 
 def print_result(res: dict) -> None:
@@ -217,3 +282,13 @@ def print_result(res: dict) -> None:
     for row in res["rows"]:
         if "auroc" in row:
             C.say(f"  AUROC {row['engine']:<32} {row['auroc']:.3f} (batch {row['batch']:,})")
+    for row in res["rows"]:
+        if "cpu_s" in row:
+            c = row["cpu_s"]
+            C.say(
+                f"  CPU per call {row['engine']:<30} {1e3 * c['median']:8.2f} ms "
+                f"[{1e3 * c['min']:.2f}-{1e3 * c['max']:.2f}] (batch {row['batch']:,})"
+            )
+    if "load_average" in res:
+        la = res["load_average"]
+        C.say(f"  load average before {la['before']}, after {la['after']}")
