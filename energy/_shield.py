@@ -449,7 +449,7 @@ class Shield:
 
         Returns:
           A :class:`Decision` with ``allow``, ``energy``, ``reason``, ``p_value`` of shape
-          ``(...)``. For a batch of at least ``_PARTS_MIN_STATES`` (16384) states outside a
+          ``(...)``. For a batch of at least ``_PARTS_MIN_STATES`` (32768) states outside a
           trace, the p-value is computed when it is first asked for.
         """
         x = self._check_input(x)
@@ -466,15 +466,18 @@ class Shield:
 
     def _decides_in_parts(self, x: Array) -> bool:
         """Whether ``self(x)`` runs as separate programs with a p-value computed when asked
-        for: a large batch of concrete states, no surrogate or tolerance, nothing traced
-        (inside a trace the whole decision is traced and XLA drops what is not used)."""
+        for: a large batch of concrete states, no surrogate or tolerance, a shield that is not
+        traced (inside a trace the whole decision is traced and XLA drops what is not used;
+        the parts would decide the same there, in one program all the same)."""
+        tracer = jax.core.Tracer
         return (
             self.surrogate is None
             and self.tolerance is None
-            and x.ndim >= 1
             and math.prod(x.shape[:-1]) >= _PARTS_MIN_STATES
-            and not isinstance(x, jax.core.Tracer)
-            and not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(self))
+            and not isinstance(x, tracer)
+            and not isinstance(self.threshold, tracer)
+            and not isinstance(self.scores, tracer)
+            and not isinstance(getattr(self.energy_fn, "values", None), tracer)
         )
 
     def _table(self) -> _PTable | None:
@@ -1076,7 +1079,7 @@ def _decide_jit(shield: Shield, x: Array, table: _PTable | None = None) -> Decis
     return shield._decide(x, table)
 
 
-_PARTS_MIN_STATES = 1 << 14
+_PARTS_MIN_STATES = 1 << 15
 """Batches of at least this many states are decided in parts (:meth:`Shield._decides_in_parts`);
 smaller ones in one program, where one dispatch costs less than the work saved."""
 
