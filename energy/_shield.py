@@ -63,9 +63,10 @@ N_REASONS = len(Reason)
 class Decision:
     """The shield's verdict on a batch of states (a pytree: it can leave a jitted function).
 
-    It behaves as the named tuple ``(allow, energy, reason, p_value)``: fields by name, by index
-    (``d[0]``, ``d[-1]``, slices), unpacking (``allow, energy, reason, p = d``), ``len``,
-    ``_fields``, ``_asdict`` and ``_replace``; a pytree of those four arrays under jit, vmap and
+    It behaves as the named tuple ``(allow, energy, reason, p_value)`` it was (it is no longer a
+    ``tuple`` subclass): fields by name, by index (``d[0]``, ``d[-1]``, slices), unpacking
+    (``allow, energy, reason, p = d``), ``len``, ``==``, ``_fields``, ``_asdict``, ``_replace``,
+    pickling; a pytree of those four arrays (keyed by field name) under jit, vmap and
     ``jax.tree_util``.
 
     The p-value is computed when it is first asked for (``d.p_value``, ``d[3]``, unpacking,
@@ -151,6 +152,18 @@ class Decision:
 
     def __repr__(self) -> str:
         return "Decision(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        """As the named tuple compared: field by field, with a Decision or a tuple."""
+        if isinstance(other, (Decision, tuple)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # as the named tuple of arrays: not hashable
+
+    def __reduce__(self):
+        """Pickled and copied with its p-value computed."""
+        return (Decision, tuple(self))
 
     def counts(self) -> Array:
         """Number of states per reason code: int ``(len(Reason),)``; jit-friendly."""

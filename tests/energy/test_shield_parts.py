@@ -5,6 +5,9 @@ named tuple (allow, energy, reason, p_value) it was."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,6 +184,15 @@ def test_decision_is_the_named_tuple_it_was(cal_shield):
         d._replace(allowed=1)
     assert repr(Decision(1, 2.0, 0, 0.5)) == "Decision(allow=1, energy=2.0, reason=0, p_value=0.5)"
     assert Decision(allow=1, energy=2.0, reason=0, p_value=0.5)[3] == 0.5
+    # equality as tuples; pickling and copies carry the p-value
+    small = Decision(np.True_, np.float32(1.5), np.int32(0), np.float32(0.25))
+    assert small == Decision(True, 1.5, 0, 0.25) and small == (True, 1.5, 0, 0.25)
+    assert small != Decision(True, 1.5, 1, 0.25) and small != "Decision"
+    with pytest.raises(TypeError):
+        hash(small)
+    for copied in (pickle.loads(pickle.dumps(cal_shield(x))), copy.copy(cal_shield(x))):
+        assert copied._make_p is None
+        _assert_same(copied, d)
     # pytree: four leaves in field order, paths by field name, lazy p-value computed
     leaves, tree = jax.tree_util.tree_flatten(cal_shield(x))
     assert len(leaves) == 4 and tree == jax.tree_util.tree_structure(d)
