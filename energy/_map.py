@@ -824,7 +824,8 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
             FileNotFoundError).
     """
     arrays, meta = _io.read_npz(path, MAP_FORMAT)
-    m = map_from_arrays(path, arrays, meta)
+    # The arrays were just read for this map alone: it may hold them without a copy.
+    m = map_from_arrays(path, arrays, meta, owned=True)
     if device is not None:
         m = jax.device_put(m, device)
     return m
@@ -877,9 +878,17 @@ def upgrade(path: str | os.PathLike, out: str | os.PathLike) -> str:
 
 
 def map_from_arrays(
-    path, arrays: dict[str, np.ndarray], meta: dict, extra: Sequence[str] = ()
+    path,
+    arrays: dict[str, np.ndarray],
+    meta: dict,
+    extra: Sequence[str] = (),
+    owned: bool = False,
 ) -> EnergyMap:
-    """Validate the map part of a container and build the map (``extra`` arrays are allowed)."""
+    """Validate the map part of a container and build the map (``extra`` arrays are allowed).
+
+    ``owned``: nobody else holds or changes ``arrays``' energies and pyramid, so the map may
+    keep them without a copy (see `EnergyMap._from_nodes`).
+    """
     err = _io.MapFileError
     unknown = set(arrays) - {"energies", "pyramid", *extra}
     if unknown:
@@ -903,11 +912,11 @@ def map_from_arrays(
         raise err(f"{path}: energies have shape {list(e.shape)}, metadata says {shape}")
     if str(e.dtype) != meta.get("dtype", str(e.dtype)):
         raise err(f"{path}: energies are {e.dtype}, metadata says {meta.get('dtype')}")
-    bad = int(e.size - np.count_nonzero(np.isfinite(e)))
+    bad = _count_nonfinite(e)
     if bad:
         raise err(f"{path}: {bad} energies are NaN or inf")
     try:
-        m = EnergyMap.from_grid(
+        m = EnergyMap._from_nodes(
             e,
             bounds,
             names,
@@ -916,18 +925,33 @@ def map_from_arrays(
             noise_levels=levels,
             n_samples=meta.get("n_samples"),
             provenance=meta.get("provenance") or {},
+            owned=owned,
         )
     except ValueError as exc:
         raise err(f"{path}: {exc}") from exc
     if "pyramid" in arrays:
-        _attach_pyramid(path, m, arrays["pyramid"], meta)
+        _attach_pyramid(path, m, arrays["pyramid"], meta, owned)
     elif "pyramid_level_shapes" in meta:
         raise err(f"{path}: metadata field pyramid_level_shapes without a 'pyramid' array")
     return m
 
 
-def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict) -> None:
-    """Give a loaded map its stored pyramid, checked against the map (else MapFileError)."""
+def _count_nonfinite(a: np.ndarray) -> int:
+    """How many entries of ``a`` are NaN or inf: 0 at once when their sum is finite.
+
+    A finite sum proves every entry finite (NaN and inf propagate through a sum); only a sum
+    that is not (a bad entry, or finite values that overflow) pays for the count.
+    """
+    if a.dtype.kind != "f" or np.isfinite(np.sum(a)):
+        return 0
+    return _grid.count_nonfinite(a)
+
+
+def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict, owned: bool = False) -> None:
+    """Give a loaded map its stored pyramid, checked against the map (else MapFileError).
+
+    ``owned``: ``flat`` is a private array, kept without a copy where it can be (CPU).
+    """
     err = _io.MapFileError
     shapes = meta.get("pyramid_level_shapes")
     try:
@@ -948,10 +972,12 @@ def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict) -> None:
             f"{path}: 'pyramid' must be a 1-D float array of {size} values for these levels, "
             f"got {flat.dtype} {list(flat.shape)}"
         )
-    bad = _grid.count_nonfinite(flat)
+    bad = _count_nonfinite(flat)
     if bad:
         raise err(f"{path}: {bad} pyramid values are NaN or inf")
     # The grids the pyramid was built on (equal to the map's own unless a level's width sits
     # at a rounding edge of its float32 value).
     m._level_shapes = shapes
-    m._pyramid = jnp.asarray(flat, m.dtype)
+    # device_put of an owned array of the map's dtype may share it (CPU, 64-byte aligned).
+    own = owned and flat.dtype == m.dtype
+    m._pyramid = jax.device_put(flat) if own else jnp.asarray(flat, m.dtype)
