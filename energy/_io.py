@@ -183,7 +183,10 @@ def _read_stored(
             if version == (1, 0)
             else np.lib.format.read_array_header_2_0
         )
-        shape, fortran_order, dtype = read_header(member_file, max_header_size=10000)
+        try:
+            shape, fortran_order, dtype = read_header(member_file, max_header_size=10000)
+        except ValueError:  # a malformed header: np.load refuses it, with its own words
+            return None
         head_len = member_file.tell()
     count = math.prod(shape)
     if (

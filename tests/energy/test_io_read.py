@@ -136,6 +136,21 @@ def test_a_data_byte_edited_with_a_fresh_crc_fails_the_checksum(saved, tmp_path)
         energy.load(bad)
 
 
+def test_a_malformed_npy_header_is_refused_as_np_load_refuses_it(saved, tmp_path):
+    _, path = saved
+    members = _members(path)
+    data = members["energies.npy"]
+    assert b"'<f4'" in data[:128]
+    members["energies.npy"] = data.replace(b"'<f4'", b"'<f9'", 1)
+    bad = _write_members(tmp_path / "header.npz", members)
+    with pytest.raises(ValueError):
+        with np.load(bad, allow_pickle=False) as f:
+            f["energies"]
+    with pytest.raises(energy.MapFileError, match=r"header\.npz: ") as err:
+        energy.load(bad)
+    assert isinstance(err.value.__cause__, ValueError)
+
+
 def test_a_compressed_copy_loads_through_np_load(saved, tmp_path):
     m, path = saved
     with np.load(path, allow_pickle=False) as f:
