@@ -65,7 +65,10 @@ def _data_offset(path, member):
     return info.header_offset + 30 + name_len + extra_len, head
 
 
-def test_arrays_are_read_in_place_equal_to_np_load(saved, monkeypatch):
+@pytest.mark.parametrize("mapped", [False, True])
+def test_arrays_are_read_in_place_equal_to_np_load(saved, monkeypatch, mapped):
+    if mapped:  # every array into populated anonymous memory (else only those >= 8 MB)
+        monkeypatch.setattr(_io, "_POPULATE_BYTES", 0)
     m, path = saved
     with np.load(path, allow_pickle=False) as f:
         expected = {k: f[k] for k in f.files}
@@ -83,7 +86,11 @@ def test_arrays_are_read_in_place_equal_to_np_load(saved, monkeypatch):
     for k, a in arrays.items():
         assert a.dtype == expected[k].dtype and a.shape == expected[k].shape
         assert np.array_equal(a, expected[k])
-        assert a.ctypes.data % 64 == 0  # jax.device_put on a CPU shares it
+        assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
+        root = a
+        while isinstance(root, np.ndarray) and root.base is not None:
+            root = root.base
+        assert (not isinstance(root, np.ndarray)) == mapped  # mapped: a buffer of the mmap
     m2 = energy.load(path)
     assert np.array_equal(np.asarray(m2.values), np.asarray(m.values))
     for a, b in zip(m.pyramid, m2.pyramid, strict=True):
