@@ -18,6 +18,10 @@ range; then, in a fresh process per (code, operation, grid), the peak RSS the op
 (first call, which compiles, and a second one). JSON with ``os.getloadavg()`` per grid in
 ``bench/results/maps_scaling.json``; a log-log plot in ``docs/img/maps_scaling.png`` when
 matplotlib is importable.
+
+``python -m bench.maps --load [--quick] [--repeats N] [--baseline REV]`` times ``energy.load``
+alone (`load_bench`): wall and CPU time at 40^3 and 64^4, files with and without a stored
+pyramid, interleaved with ``REV``; JSON in ``bench/results/maps_load.json``.
 """
 
 from __future__ import annotations
@@ -303,6 +307,134 @@ def scaling(quick: bool = False, repeats: int = 5, baseline: str = "main") -> di
     return result
 
 
+# ---------------------------------------------------------------- energy.load alone (issue 10)
+LOAD_SHAPES = [(40,) * 3, (64,) * 4]
+QUICK_LOAD_SHAPES = [(40,) * 3, (32,) * 4]
+
+
+def _without_log_z(src, out) -> None:
+    """``src`` as a file saved before log Z was stored: the field removed, checksums made again."""
+    import json
+
+    from energy import _io
+
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    meta.pop("log_z", None)
+    meta.pop("checksum", None)
+    _io.write_npz_atomic(out, arrays, meta)
+
+
+def load_bench(quick: bool = False, repeats: int = 7, baseline: str = "main") -> dict:
+    """Wall and CPU time of ``energy.load`` against ``baseline``, interleaved, per grid and file.
+
+    Per grid (40^3 and 64^4, the targets of issue 10), three files of one map built by the
+    current code: ``stored`` (with its pyramid, as a map that was used is saved), ``plain``
+    (without), ``stored, no log_z`` (the stored file as saved before log Z was stored: what the
+    baseline writes). Each round runs every (code, file) once, in a new random order (seeded);
+    the first round (imports, compilation) is not recorded. CPU time is ``time.process_time``
+    (every thread of the process). JSON in ``bench/results/maps_load[-quick].json``.
+    """
+    import json
+    import time
+
+    import jax
+
+    import energy
+
+    shapes = QUICK_LOAD_SHAPES if quick else LOAD_SHAPES
+    tmp = tempfile.mkdtemp(prefix="bench-maps-load-")
+    base, _ = C.import_revision(baseline, tmp)
+    impls = {"new": energy, "base": base}
+    rng = np.random.default_rng(0)
+    rows = []
+    out_json = C.RESULTS / ("maps_load-quick.json" if quick else "maps_load.json")
+    try:
+        for shape in shapes:
+            counts, bounds = _mixture_counts(shape)
+            name = "x".join(map(str, shape))
+            files = {
+                "plain": os.path.join(tmp, f"plain-{name}.npz"),
+                "stored": os.path.join(tmp, f"stored-{name}.npz"),
+                "stored, no log_z": os.path.join(tmp, f"old-{name}.npz"),
+            }
+            m = energy.EnergyMap.from_counts(counts, bounds)
+            m.save(files["plain"])
+            _ = m.noise_levels  # builds the pyramid
+            m.save(files["stored"])
+            del m
+            _without_log_z(files["stored"], files["stored, no log_z"])
+            cases = [(k, f) for f in files for k in impls]
+            wall = {c: [] for c in cases}
+            cpu = {c: [] for c in cases}
+            load0 = os.getloadavg()
+            for r in range(repeats + 1):
+                for i in rng.permutation(len(cases)):
+                    k, f = cases[i]
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    jax.block_until_ready(jax.tree_util.tree_leaves(impls[k].load(files[f])))
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    if r:
+                        wall[(k, f)].append(t1 - t0)
+                        cpu[(k, f)].append(c1 - c0)
+            row = {
+                "shape": list(shape),
+                "nodes": int(np.prod(shape)),
+                "file_bytes": {f: os.path.getsize(p) for f, p in files.items()},
+                "loadavg_before": list(load0),
+                "loadavg_after": list(os.getloadavg()),
+            }
+            for f in files:
+                row[f] = {
+                    k: {"wall_s": C.summary(wall[(k, f)]), "cpu_s": C.summary(cpu[(k, f)])}
+                    for k in impls
+                }
+                ratio = np.asarray(wall[("base", f)]) / np.asarray(wall[("new", f)])
+                row[f]["base_over_new_wall"] = C.summary(ratio)
+            rows.append(row)
+            _say_load_row(row, files)
+            result = {
+                "bench": "maps_load",
+                "baseline": baseline,
+                "quick": quick,
+                "repeats": repeats,
+                "machine": C.machine(),
+                "cpus": os.cpu_count(),
+                "jax": jax.__version__,
+                "rows": rows,
+                "complete": shape == shapes[-1],
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            C.RESULTS.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps(result, indent=1) + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _say_load_row(row, files) -> None:
+    def fmt(s):
+        return f"{s['median']:.3f} [{s['min']:.3f}-{s['max']:.3f}]"
+
+    print(
+        f"{'x'.join(map(str, row['shape']))} ({row['nodes']} nodes), load avg "
+        f"{row['loadavg_before'][0]:.1f}->{row['loadavg_after'][0]:.1f}",
+        flush=True,
+    )
+    for f in files:
+        r = row[f]
+        print(
+            f"  {f:<17} {row['file_bytes'][f] / 2**20:8.1f} MiB  "
+            + "  ".join(
+                f"{k}: wall {fmt(r[k]['wall_s'])} s cpu {fmt(r[k]['cpu_s'])} s"
+                for k in ("new", "base")
+            )
+            + f"  base/new {fmt(r['base_over_new_wall'])}",
+            flush=True,
+        )
+
+
 def _say_row(row) -> None:
     parts = [f"{'x'.join(map(str, row['shape'])):>12} {row['nodes']:>9}"]
     for op in ("from_counts", "load", "load_then_level"):
@@ -379,7 +511,15 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--baseline", default="main", help="git revision of the baseline")
     p.add_argument("--plot", action="store_true", help="only plot bench/results/maps_scaling.json")
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="only energy.load, wall and CPU time, 40^3 and 64^4 (--quick: 32^4)",
+    )
     a = p.parse_args(argv)
+    if a.load:
+        load_bench(a.quick, a.repeats, a.baseline)
+        return
     if a.plot:  # e.g. the rows of a run stopped before its last grid
         import json
 

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import mmap
 import os
+import struct
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,8 @@ def checksum(array: np.ndarray) -> str:
     """SHA-256 of an array's little-endian, C-ordered bytes, as ``"sha256:<hex>"``."""
     a = np.ascontiguousarray(array)
     a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return "sha256:" + hashlib.sha256(a.tobytes()).hexdigest()
+    # Hashed in place through the buffer protocol (no copy of the bytes).
+    return "sha256:" + hashlib.sha256(a.reshape(-1).view(np.uint8)).hexdigest()
 
 
 def _digest(value: Any) -> str:
@@ -54,13 +59,16 @@ def _digest(value: Any) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def field_checksums(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+def field_checksums(
+    meta: dict, arrays: dict[str, np.ndarray], digests: dict[str, str] | None = None
+) -> dict[str, str]:
     """One checksum per metadata field and per array: what ``meta["checksum"]`` holds.
 
     Keys: ``field.NAME`` for each metadata entry but ``checksum`` itself, ``field.NAME.KEY`` for
     each key of an entry that is an object (so an edit is named: ``field.shield.threshold``), and
     ``array.NAME`` for each array (`checksum` of its bytes, with its dtype and shape). Every
-    field and array of a file is covered, present and future ones alike.
+    field and array of a file is covered, present and future ones alike. ``digests``: `checksum`
+    of some arrays, already computed (by `read_npz`, from the bytes it read).
     """
     out: dict[str, str] = {}
     for key, value in meta.items():
@@ -74,16 +82,22 @@ def field_checksums(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, str]
             out[f"field.{key}"] = _digest(value)
     for name, a in arrays.items():
         a = np.asarray(a)
-        out[f"array.{name}"] = f"{checksum(a)}:{a.dtype.str}:{list(a.shape)}"
+        digest = (digests or {}).get(name) or checksum(a)
+        out[f"array.{name}"] = f"{digest}:{a.dtype.str}:{list(a.shape)}"
     return out
 
 
-def verify_checksums(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Raise `MapFileError` naming the file and the first field or array that does not match."""
+def verify_checksums(
+    path: Path, meta: dict, arrays: dict[str, np.ndarray], digests: dict[str, str] | None = None
+) -> None:
+    """Raise `MapFileError` naming the file and the first field or array that does not match.
+
+    ``digests``: `checksum` of some arrays, already computed (see `field_checksums`).
+    """
     stored = meta.get("checksum")
     if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
         raise MapFileError(f"{path}: 'checksum' must be an object of field checksums")
-    actual = field_checksums(meta, arrays)
+    actual = field_checksums(meta, arrays, digests)
     # Deepest keys first: a removed ``shield.bounds`` is named, not only "shield" (its key set).
     for key in sorted(set(stored) | set(actual), key=lambda k: (-k.count("."), k)):
         what = key.replace("field.", "metadata field ", 1).replace("array.", "array ", 1)
@@ -97,6 +111,132 @@ def verify_checksums(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> N
             raise MapFileError(
                 f"{path}: checksum mismatch in {what}: the file was changed after it was saved"
             )
+
+
+# Arrays of at least this many bytes have their CRC-32 computed on a second thread, while the
+# reading thread reads the next array and hashes this one (hashlib and zlib release the GIL).
+_CRC_THREAD_BYTES = 8 << 20
+
+
+class _CrcChecks:
+    """The zip CRC-32 of the members `_read_stored` read, checked as np.load checks them.
+
+    A context manager: its one worker thread (started for the first large member) is joined on
+    exit, however reading ends. `check` raises ``zipfile.BadZipFile`` naming the first member
+    whose CRC-32 does not match the zip directory's.
+    """
+
+    def __init__(self):
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[str, int, Any]] = []
+
+    def __enter__(self) -> _CrcChecks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, name: str, expected: int, head: bytes, data: np.ndarray) -> None:
+        """Check that ``crc32(head + data)`` is ``expected`` (now, or on the worker if large)."""
+
+        def crc() -> int:
+            return zlib.crc32(data, zlib.crc32(head))
+
+        if data.nbytes < _CRC_THREAD_BYTES:
+            self._pending.append((name, expected, crc()))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="groundstate-crc")
+        self._pending.append((name, expected, self._pool.submit(crc)))
+
+    def check(self) -> None:
+        for name, expected, got in self._pending:
+            got = got if isinstance(got, int) else got.result()
+            if got != expected:
+                raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
+
+
+# Arrays of at least this many bytes are read into anonymous memory that is mapped and
+# populated in one call (MAP_POPULATE, Linux) instead of taking a page fault per 4 kB page as
+# it is first written (for 350 MiB: 0.2 CPU s instead of 0.6 on this 2-core machine under load;
+# numpy's large arrays also ask for huge pages, which can mean a compaction under memory
+# pressure). Page-aligned, so ``jax.device_put`` on a CPU shares it too.
+_POPULATE_BYTES = 8 << 20
+
+
+def _empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A new, writable, C-ordered array aligned to 64 bytes, its pages mapped when large."""
+    from ._grid import aligned_empty  # ._grid imports jax: only when a file is read
+
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes >= _POPULATE_BYTES and hasattr(mmap, "MAP_POPULATE"):
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+        try:
+            return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype).reshape(shape)
+        except OSError:  # no mapping to be had: the allocator's memory, as for small arrays
+            pass
+    return aligned_empty(shape, dtype)
+
+
+def _read_stored(
+    fh, zf: zipfile.ZipFile, member: str, crcs: _CrcChecks
+) -> tuple[np.ndarray, str] | None:
+    """Read a plain, uncompressed ``.npy`` member straight into a new array: ``(array, checksum)``.
+
+    What np.load would return for ``member``, read with one ``readinto`` into a 64-byte-aligned
+    array (`_empty`: ``jax.device_put`` on a CPU shares it) instead of a copy per
+    chunk, hashed (`checksum`) from that array while the zip CRC-32 is checked on ``crcs``' thread.
+    None (the caller lets np.load read it) for anything else: a compressed or encrypted member,
+    a Fortran-ordered, big-endian, empty, structured or object array, a header np.load reads
+    another way, or a member whose size is not its header plus its data.
+    """
+    info = zf.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return None
+    # zf.open checks the member's local header against the directory, as np.load's read does.
+    with zf.open(info) as member_file:
+        version = np.lib.format.read_magic(member_file)
+        if version not in ((1, 0), (2, 0)):
+            return None
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        try:
+            shape, fortran_order, dtype = read_header(member_file, max_header_size=10000)
+        except ValueError:  # a malformed header: np.load refuses it, with its own words
+            return None
+        head_len = member_file.tell()
+    count = math.prod(shape)
+    if (
+        fortran_order
+        or dtype.kind not in "fiub"
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+        or dtype.newbyteorder("<") != dtype
+        or count == 0
+        or info.file_size != head_len + count * dtype.itemsize
+    ):
+        return None
+    fh.seek(info.header_offset)
+    local = fh.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"Bad local header for file {member!r}")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    fh.seek(info.header_offset + 30 + name_len + extra_len)
+    head = fh.read(head_len)
+    a = _empty(shape, dtype)
+    buf = a.reshape(-1).view(np.uint8)
+    done = 0
+    while done < buf.size:
+        n = fh.readinto(buf[done:])
+        if not n:
+            raise EOFError(f"member {member!r} ends after {done} of {buf.size} data bytes")
+        done += n
+    crcs.add(member, info.CRC, head, buf)
+    return a, "sha256:" + hashlib.sha256(buf).hexdigest()
 
 
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
@@ -153,15 +293,26 @@ def read_npz(
                     f"{path}: not a .npz file (no zip header; random or wrong bytes)"
                 )
             # np.load on our own handle: the handle is closed however reading fails.
-            with np.load(fh, allow_pickle=False) as f:
-                arrays = {}
+            with np.load(fh, allow_pickle=False) as f, _CrcChecks() as crcs:
+                names = f.zip.namelist()
+                # Our own files (one ``NAME.npy`` member per array, every name once) are read
+                # straight into their arrays; anything else exactly as np.load reads it.
+                simple = len({n.removesuffix(".npy") for n in names}) == len(names) and all(
+                    n.endswith(".npy") for n in names
+                )
+                arrays, digests = {}, {}
                 for name in f.files:
+                    got = _read_stored(fh, f.zip, f"{name}.npy", crcs) if simple else None
+                    if got is not None:
+                        arrays[name], digests[name] = got
+                        continue
                     try:
                         arrays[name] = f[name]
                     except ValueError as err:
                         raise MapFileError(
                             f"{path}: array {name!r} holds pickled objects, which are refused"
                         ) from err
+                crcs.check()
     except MapFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:
@@ -220,5 +371,5 @@ def read_npz(
                 "was saved (version 1 checksum)"
             )
         return arrays, meta
-    verify_checksums(path, meta, arrays)
+    verify_checksums(path, meta, arrays, digests)
     return arrays, meta

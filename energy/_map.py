@@ -249,11 +249,13 @@ class EnergyMap:
         n_samples=None,
         provenance=None,
         owned: bool = False,
+        log_z: float | None = None,
     ) -> EnergyMap:
         """`from_grid`; ``owned``: ``values`` is a private array nobody else holds or changes.
 
         An owned float32 array aligned to 64 bytes becomes the map's CPU buffer without a copy
-        (``jax.device_put`` shares it): a build never holds its energies twice.
+        (``jax.device_put`` shares it): a build never holds its energies twice. ``log_z``: the
+        log Z these values were found to have (a loaded file's), else computed here.
         """
         v = np.asarray(values)
         if v.dtype.kind not in "fiu":
@@ -284,7 +286,8 @@ class EnergyMap:
         if method == "cubic":
             coeffs = jax.device_put(_grid.cubic_coefficients(stored, dtype))
         # log Z of a cubic map: quadrature of the multilinear interpolant (agrees to O(h^2)).
-        log_z = _pyramid.log_integral(values, b)
+        if log_z is None:
+            log_z = _pyramid.log_integral(values, b)
         info = _Info(
             None if n_samples is None else int(n_samples),
             dict(provenance or {"source": "grid"}),
@@ -743,7 +746,8 @@ class EnergyMap:
 
         ``checksum`` holds one SHA-256 per field and per array (`energy._io.field_checksums`):
         every field that changes an energy (bounds, method, noise levels, names, units, shape,
-        dtype) is covered, and so is everything else.
+        dtype) is covered, and so is everything else. ``log_z``: `log_z` and the checksum of the
+        energies it belongs to (``array.energies``'s), so that `load` need not integrate again.
         """
         values = np.asarray(self._values)
         meta = {
@@ -760,7 +764,12 @@ class EnergyMap:
             "provenance": self.provenance,
             "saved": _now(),
         }
-        meta["checksum"] = _io.field_checksums(meta, {"energies": values})
+        digest = {"energies": _io.checksum(values)}
+        of = f"{digest['energies']}:{values.dtype.str}:{list(values.shape)}"
+        log_z = float(self._log_z)
+        if np.isfinite(log_z):  # `load` reads it for the same energies instead of integrating
+            meta["log_z"] = {"value": log_z, "energies": of}
+        meta["checksum"] = _io.field_checksums(meta, {"energies": values}, digest)
         return meta
 
     def save(self, path: str | os.PathLike) -> str:
@@ -824,7 +833,8 @@ def load(path: str | os.PathLike, device: jax.Device | None = None) -> EnergyMap
             FileNotFoundError).
     """
     arrays, meta = _io.read_npz(path, MAP_FORMAT)
-    m = map_from_arrays(path, arrays, meta)
+    # The arrays were just read for this map alone: it may hold them without a copy.
+    m = map_from_arrays(path, arrays, meta, owned=True)
     if device is not None:
         m = jax.device_put(m, device)
     return m
@@ -877,9 +887,17 @@ def upgrade(path: str | os.PathLike, out: str | os.PathLike) -> str:
 
 
 def map_from_arrays(
-    path, arrays: dict[str, np.ndarray], meta: dict, extra: Sequence[str] = ()
+    path,
+    arrays: dict[str, np.ndarray],
+    meta: dict,
+    extra: Sequence[str] = (),
+    owned: bool = False,
 ) -> EnergyMap:
-    """Validate the map part of a container and build the map (``extra`` arrays are allowed)."""
+    """Validate the map part of a container and build the map (``extra`` arrays are allowed).
+
+    ``owned``: nobody else holds or changes ``arrays``' energies and pyramid, so the map may
+    keep them without a copy (see `EnergyMap._from_nodes`).
+    """
     err = _io.MapFileError
     unknown = set(arrays) - {"energies", "pyramid", *extra}
     if unknown:
@@ -903,11 +921,12 @@ def map_from_arrays(
         raise err(f"{path}: energies have shape {list(e.shape)}, metadata says {shape}")
     if str(e.dtype) != meta.get("dtype", str(e.dtype)):
         raise err(f"{path}: energies are {e.dtype}, metadata says {meta.get('dtype')}")
-    bad = int(e.size - np.count_nonzero(np.isfinite(e)))
+    bad = _count_nonfinite(e)
     if bad:
         raise err(f"{path}: {bad} energies are NaN or inf")
+    log_z = _saved_log_z(path, meta, e)
     try:
-        m = EnergyMap.from_grid(
+        m = EnergyMap._from_nodes(
             e,
             bounds,
             names,
@@ -916,18 +935,70 @@ def map_from_arrays(
             noise_levels=levels,
             n_samples=meta.get("n_samples"),
             provenance=meta.get("provenance") or {},
+            owned=owned,
+            log_z=log_z,
         )
     except ValueError as exc:
         raise err(f"{path}: {exc}") from exc
     if "pyramid" in arrays:
-        _attach_pyramid(path, m, arrays["pyramid"], meta)
+        _attach_pyramid(path, m, arrays["pyramid"], meta, owned)
     elif "pyramid_level_shapes" in meta:
         raise err(f"{path}: metadata field pyramid_level_shapes without a 'pyramid' array")
     return m
 
 
-def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict) -> None:
-    """Give a loaded map its stored pyramid, checked against the map (else MapFileError)."""
+def _saved_log_z(path, meta: dict, e: np.ndarray) -> float | None:
+    """The file's log Z (metadata field ``log_z``) if it belongs to exactly these energies.
+
+    It is reused when it was saved for the energies the file holds (its ``energies`` checksum is
+    theirs, which `_io.read_npz` has verified) and they are held in the dtype it was computed in;
+    otherwise (files without it, edited energies, another dtype) None: integrated again. A
+    malformed field is refused (MapFileError naming the file).
+    """
+    saved = meta.get("log_z")
+    if saved is None:
+        return None
+    value = saved.get("value") if isinstance(saved, dict) else None
+    if (
+        not isinstance(saved, dict)
+        or set(saved) != {"value", "energies"}
+        or isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not np.isfinite(value)
+    ):
+        raise _io.MapFileError(
+            f"{path}: metadata field log_z must be an object with a finite 'value' and the "
+            f"'energies' checksum it belongs to, got {saved!r}"
+        )
+    sums = meta.get("checksum")
+    if (
+        not isinstance(sums, dict)
+        or saved["energies"] != sums.get("array.energies")
+        or e.dtype != np.dtype(_float_dtype())
+    ):
+        return None
+    return float(value)
+
+
+def _count_nonfinite(a: np.ndarray) -> int:
+    """How many entries of ``a`` are NaN or inf: 0 at once when their sum is finite.
+
+    A finite sum proves every entry finite (NaN and inf propagate through a sum); only a sum
+    that is not (a bad entry, or finite values that overflow) pays for the count.
+    """
+    if a.dtype.kind != "f":
+        return 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return 0
+    return _grid.count_nonfinite(a)
+
+
+def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict, owned: bool = False) -> None:
+    """Give a loaded map its stored pyramid, checked against the map (else MapFileError).
+
+    ``owned``: ``flat`` is a private array, kept without a copy where it can be (CPU).
+    """
     err = _io.MapFileError
     shapes = meta.get("pyramid_level_shapes")
     try:
@@ -948,10 +1019,12 @@ def _attach_pyramid(path, m: EnergyMap, flat: np.ndarray, meta: dict) -> None:
             f"{path}: 'pyramid' must be a 1-D float array of {size} values for these levels, "
             f"got {flat.dtype} {list(flat.shape)}"
         )
-    bad = _grid.count_nonfinite(flat)
+    bad = _count_nonfinite(flat)
     if bad:
         raise err(f"{path}: {bad} pyramid values are NaN or inf")
     # The grids the pyramid was built on (equal to the map's own unless a level's width sits
     # at a rounding edge of its float32 value).
     m._level_shapes = shapes
-    m._pyramid = jnp.asarray(flat, m.dtype)
+    # device_put of an owned array of the map's dtype may share it (CPU, 64-byte aligned).
+    own = owned and flat.dtype == m.dtype
+    m._pyramid = jax.device_put(flat) if own else jnp.asarray(flat, m.dtype)
