@@ -11,8 +11,9 @@ chains (a key per chain cost 3-25x the step on CPU), in one ``lax.scan`` per pha
    move to the new whitened coordinates, one gradient each), stuck chains are restarted at
    healthy ones' positions;
 2. sampling (``n_steps``): MALA at the adapted step made position-dependent
-   (`_kernels.local_step`, ``EnsembleConfig.kappa``; exact), or ULA at `_ensemble.ula_step_size`, with
-   the final preconditioner; positions recorded every ``thin`` steps if asked.
+   (`_kernels.local_step`, ``EnsembleConfig.kappa``; exact), or ULA at
+   `_ensemble.ula_step_size`, with the final preconditioner; positions recorded every ``thin``
+   steps if asked.
 """
 
 from __future__ import annotations
@@ -192,14 +193,19 @@ def program(
         (t,), draws = xs_t
         new, info = kernel(draws, state, fn, h, temperature)
         tick(run_id, cfg.n_warmup + t, cfg.progress_every)
-        return (new, acc + info.acceptance_rate, bad | info.is_diverged), None
+        moved = info.acceptance_rate  # row 1: times the local step's ratio to h (n_stuck)
+        if cfg.method == "mala" and cfg.kappa is not None:
+            ratio = _kernels.local_step(1.0, state.energy_grad, temperature, 1.0, cfg.kappa)
+            moved = moved * ratio[:, 0]
+        acc = acc + jnp.stack([info.acceptance_rate, moved])
+        return (new, acc, bad | info.is_diverged), None
 
     def samp_steps(carry, ts):
         if ts.shape[0] == 0:
             return carry
         return scan_blocked(samp, carry, (ts,), draw(k_samp), *block)
 
-    acc0 = jnp.zeros(n, dtype)
+    acc0 = jnp.zeros((2, n), dtype)
     if n_rec:
         steps = jnp.arange(n_rec * cfg.thin).reshape(n_rec, cfg.thin)
 
@@ -216,9 +222,9 @@ def program(
     else:
         state, acc, bad = samp_steps((state, acc0, bad), jnp.arange(cfg.n_steps))
         trajectory = e_trace = None
-    acceptance = acc / cfg.n_steps
+    acceptance, mobility = acc / cfg.n_steps
     if cfg.method == "mala":
-        real = gather(acceptance)
+        real = gather(mobility)  # acceptance x local step / h: a chain in a neck is stuck
         n_stuck = jnp.sum(real < _ensemble.STUCK_RATIO * jnp.mean(real)).astype(jnp.int32)
     else:
         n_stuck = adapt.n_stuck
