@@ -167,19 +167,25 @@ def log_proposal(x_to: Array, x_from: Array, g_from: Array, h, t, m) -> Array:
     return -row_sum(jnp.where(denom > 0, r * r / safe, 0.0))
 
 
-def mh_log_ratio(x, e, g, xp, ep, gp, h, t, m) -> Array:
+def mh_log_ratio(x, e, g, xp, ep, gp, h, t, m, h_back=None) -> Array:
     """Log Metropolis-Hastings ratio of the move ``x -> xp`` for ``exp(-E / T)``.
 
     ``log a = -(E' - E) / T + log q(x | x') - log q(x' | x)``; at ``T = 0`` it is 0 when the energy
-    does not rise and ``-inf`` otherwise; ``-inf`` for a non-finite proposal.
+    does not rise and ``-inf`` otherwise; ``-inf`` for a non-finite proposal. ``h_back``: the
+    step of the reverse move ``x' -> x`` when it differs from the forward step ``h`` (a
+    position-dependent step, `local_step`; both broadcast against ``x``); the normalisers of
+    the two Gaussians then differ by ``(h / h_back)^(1/2)`` per free axis, which enters too.
     """
     t_pos = t > 0
     t_safe = jnp.where(t_pos, t, 1.0)
-    hot = (
-        -(ep - e) / t_safe
-        + log_proposal(x, xp, gp, h, t_safe, m)
-        - log_proposal(xp, x, g, h, t_safe, m)
-    )
+    forward = log_proposal(xp, x, g, h, t_safe, m)
+    if h_back is None:
+        back = log_proposal(x, xp, gp, h, t_safe, m)
+    else:
+        free = jnp.broadcast_to(jnp.asarray(m) > 0, x.shape)
+        half_log = jnp.broadcast_to(0.5 * (jnp.log(h) - jnp.log(h_back)), x.shape)
+        back = log_proposal(x, xp, gp, h_back, t_safe, m) + row_sum(jnp.where(free, half_log, 0.0))
+    hot = -(ep - e) / t_safe + back - forward
     cold = jnp.where(ep <= e, 0.0, -jnp.inf)
     out = jnp.where(t_pos, hot, cold)
     finite = jnp.isfinite(ep) & row_all(jnp.isfinite(xp))
@@ -236,18 +242,26 @@ def mala_move(
     m,
     value_and_grad: Callable[[Array], tuple[Array, Array]],
     c: Constraints | None,
+    kappa=None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """MALA's move of one or many chains (last axis: d), constrained.
 
     The proposal ``x' = x - h M g + sqrt(2 h T M) z`` (fixed axes pinned; ``M`` must be 0 on
     them) is accepted when ``log u < log a`` (`mh_log_ratio`); a proposal outside the box or not
     finite has ``a = 0``. ``value_and_grad`` maps positions of the shape of ``x`` to ``(E, ∇E)``.
+    With ``kappa`` the step is position-dependent, ``local_step(h, g(x), ...)`` forward and
+    ``local_step(h, g(x'), ...)`` back (no more gradients: both are at hand), still exact.
     """
+    h_global, h_back = h, None
+    if kappa is not None:
+        h = local_step(h_global, g, t, m, kappa)
     xp = drift_move(x, g, z, h, t, m)
     if c is not None:
         xp = jnp.where(c.free, xp, c.fixed)
     ep, gp = value_and_grad(xp)
-    log_a = mh_log_ratio(x, e, g, xp, ep, gp, h, t, m)
+    if kappa is not None:
+        h_back = local_step(h_global, gp, t, m, kappa)
+    log_a = mh_log_ratio(x, e, g, xp, ep, gp, h, t, m, h_back)
     if c is not None and c.lo is not None:
         log_a = jnp.where(in_box(xp, c), log_a, -jnp.inf)
     accept = jnp.log(u) < log_a
@@ -258,6 +272,35 @@ def mala_move(
     )
     diverged = ~(jnp.isfinite(ep) & row_all(jnp.isfinite(xp)))
     return new, LangevinInfo(jnp.exp(log_a), accept, diverged)
+
+
+def local_step(h, g: Array, t, m, kappa) -> Array:
+    """A position-dependent step per chain: ``h (1 + 1 / kappa) / (1 + r / kappa)``.
+
+    ``r = |g|_M^2 / (T n_free)`` is the squared gradient (in the metric ``M``) per free axis:
+    about 1 at a typical point of a target whose widths ``M`` matches (for a Gaussian of
+    covariance ``T M``, ``E r = 1``), where the step is ``h``; about ``1 / w^2`` where the local
+    width is ``w`` times narrower (a funnel's neck, a scale parameter near 0), where the step
+    shrinks towards ``h (1 + kappa) w^2`` (MALA needs a step ``~ w^2``). ``kappa`` sets how far
+    ``r`` may rise before the step shrinks; the step never exceeds ``h (1 + 1 / kappa)``.
+    Returns shape ``g.shape[:-1] + (1,)`` (broadcasts against positions); ``h`` where
+    ``T <= 0`` or ``g`` is not finite. `mala_move` with ``kappa`` proposes with the step at
+    ``x``, takes the reverse move with the step at ``x'`` and the Metropolis ratio
+    (`mh_log_ratio` with ``h_back``) with both: the chain stays exact.
+
+    Example:
+        >>> g = jnp.array([[1.0, -1.0], [10.0, 10.0]])  # r = 1 and r = 100
+        >>> [round(float(s), 4) for s in local_step(0.3, g, 1.0, 1.0, 3.0)[:, 0]]
+        [0.3, 0.0117]
+    """
+    free = jnp.broadcast_to(jnp.asarray(m) > 0, g.shape)
+    n_free = jnp.maximum(row_sum(free.astype(g.dtype)), 1.0)
+    g2 = row_sum(jnp.where(free, m * g * g, 0.0))
+    t_safe = jnp.where(t > 0, t, 1.0)
+    r = g2 / (t_safe * n_free)
+    ok = (t > 0) & jnp.isfinite(r)
+    factor = jnp.where(ok, (1.0 + 1.0 / kappa) / (1.0 + jnp.where(ok, r, 0.0) / kappa), 1.0)
+    return (h * factor)[..., None]
 
 
 def _masked(preconditioner, c: Constraints | None):

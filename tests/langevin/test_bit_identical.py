@@ -49,7 +49,7 @@ EXPECTED = {
     "map_ula_auto/8dev": "0a8eb4916fa66412",
     "map_ula_cold_objective/1dev": "2aa2095639be7cec",
     "map_ula_none/1dev": "389f1ccbbbbd89f5",
-    "sweep_fn_mala": "98dfab528436cc2b",
+    "sweep_fn_mala": "1c13da63b8ed034b",
     "sweep_map_ula": "1cfd27d9ab068468",
 }
 
