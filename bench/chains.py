@@ -367,3 +367,161 @@ def print_result(res: dict) -> None:
                 f"({mil['chains'] * mil['steps'] / mil['warm_s'] / 1e6:.1f} M chain-steps/s), "
                 f"peak RSS {mil['peak_rss_mb']:.0f} MB"
             )
+
+
+# ----------------------------------------------------------------------------- issue 10's case
+# ULA against BlackJAX sgld on map_coordinates: a random map on [-5, 5]^d (256^2, 32^4), 4096
+# chains, 400 steps, step 1e-3, no annealing, both warm; and where the time of one step goes.
+ISSUE10 = {"box": 5.0, "nodes": {2: 256, 4: 32}, "chains": 4096, "steps": 400, "h": 1e-3}
+
+
+def issue10_map(d: int):
+    """The random map of issue 10's chain benchmark (uniform energies in [0, 1), seeded)."""
+    import energy
+
+    k = ISSUE10["nodes"][d]
+    values = np.random.default_rng(d).random((k,) * d).astype(np.float32)
+    return values, energy.EnergyMap.from_grid(values, [(-ISSUE10["box"], ISSUE10["box"])] * d)
+
+
+def step_parts(m, x0, n_steps: int, h_phys: float) -> dict:
+    """Engines that each run ``n_steps`` steps of one part of our ULA step (same shapes, one
+    ``lax.scan``; every loop also pays the loop itself and a cheap dependence on its result):
+    ``interpolation`` (the map's energy), ``gradient`` (energy and gradient by autodiff, what a
+    step computes), ``rng`` (the step's normal draws, as the runner makes them), ``update`` (the
+    constrained move of `langevin._kernels.ula_move` on a fixed gradient and noise)."""
+    import jax
+    import jax.numpy as jnp
+
+    from langevin import _draw_blocks, _kernels
+
+    n, d = x0.shape
+    energy_b = jax.vmap(m.energy)
+    grad_b = jax.vmap(jax.grad(m.energy))
+    box = _kernels.Constraints(jnp.ones(d, bool), jnp.zeros(d))
+    key = jax.random.fold_in(jax.random.key(0), 2)
+
+    def loop(body):
+        @jax.jit
+        def run(x):
+            return jax.lax.scan(lambda x, t: (body(x, t), None), x, jnp.arange(n_steps))[0]
+
+        return lambda: run(x0)
+
+    draw = _draw_blocks.normal_draw(key, (n, d), x0.dtype)
+
+    @jax.jit
+    def rng(x):
+        def step(x, xs_t):
+            _, z = xs_t
+            return x + z, None
+
+        return _draw_blocks.scan_blocked(step, x, (jnp.arange(n_steps),), draw, n * d)
+
+    g0 = grad_b(x0)
+    z0 = jax.random.normal(key, (n, d), x0.dtype)
+    return {
+        "part: interpolation": loop(lambda x, t: x + 1e-9 * energy_b(x)[:, None]),
+        "part: gradient": loop(lambda x, t: x - h_phys * grad_b(x)),
+        "part: rng": lambda: rng(x0),
+        "part: update": loop(lambda x, t: _kernels.ula_move(x, g0, z0, h_phys, 1.0, 1.0, box)[0]),
+    }
+
+
+def issue10(d: int, repeats: int = 7, parts: bool = True) -> dict:
+    """Issue 10's chain case at ``d`` (2 or 4): rows, the ratio ours / blackjax-sgld, the step's
+    parts as fractions of ours and of BlackJAX's time."""
+    import jax.numpy as jnp
+
+    box, n, steps, h = ISSUE10["box"], ISSUE10["chains"], ISSUE10["steps"], ISSUE10["h"]
+    values, m = issue10_map(d)
+    x0 = jnp.asarray(np.random.default_rng(0).uniform(-box, box, (n, d)), jnp.float32)
+    vals = jnp.asarray(values)
+    inv_dx = (values.shape[0] - 1) / (2 * box)
+
+    def e_mc(x):
+        coords = [((x[j] + box) * inv_dx)[None] for j in range(d)]
+        return __import__("jax").scipy.ndimage.map_coordinates(
+            vals, coords, order=1, mode="nearest"
+        )[0]
+
+    # ours takes the step in units of the box: h_rel = h / (2 box)^2 is h in physical units
+    engines = {
+        "ours-ula": _ours_box(m, x0, steps, h, box),
+        "blackjax-sgld[map_coordinates]": blackjax_engine(e_mc, x0, steps, h, "ula"),
+    }
+    if parts:
+        engines.update(step_parts(m, x0, steps, h))
+    timings = C.measure(engines, repeats)
+    case = {
+        "d": d,
+        "map": f"{values.shape[0]}^{d} random on [-5, 5]^{d}",
+        "chains": n,
+        "steps": steps,
+    }
+    out = {
+        "rows": C.rows_of(SUITE, case, timings, n * steps, "chain-steps"),
+        "ratio": C.ratio(SUITE, case, timings, "ours-ula", "blackjax-sgld[map_coordinates]"),
+    }
+    med = {k: float(np.median(t.rounds_s)) for k, t in timings.items() if t.rounds_s}
+    out["parts"] = {
+        k: {
+            "of_ours": med[k] / med["ours-ula"],
+            "of_blackjax": med[k] / med["blackjax-sgld[map_coordinates]"],
+        }
+        for k in med
+        if k.startswith("part: ")
+    }
+    return out
+
+
+def _ours_box(m, x0, n_steps: int, h_phys: float, box: float):
+    import jax
+
+    import langevin
+
+    def run():
+        return langevin.sample(
+            m,
+            jax.random.key(0),
+            n_chains=x0.shape[0],
+            n_steps=n_steps,
+            init=x0,
+            step_size=h_phys / (2 * box) ** 2,
+            schedule=None,
+            bounds=None,
+            progress=False,
+        ).positions
+
+    return run
+
+
+def main_issue10(argv=None) -> None:
+    """``python -m bench.chains [--dims 2,4] [--repeats 7] [--no-parts]``: issue 10's case, JSON
+    in bench/results/chains-issue10.json (machine, load average, every round)."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dims", default="2,4")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--no-parts", action="store_true")
+    ap.add_argument("--out", default=str(C.RESULTS / "chains-issue10.json"))
+    args = ap.parse_args(argv)
+    res = {"machine": C.machine(), "cases": []}
+    for d in map(int, args.dims.split(",")):
+        r = issue10(d, args.repeats, parts=not args.no_parts)
+        res["cases"].append(r)
+        rt = r["ratio"]
+        C.say(
+            f"d={d}: ours-ula / blackjax-sgld[map_coordinates] = {rt['median']:.2f}x "
+            f"[{rt['min']:.2f}-{rt['max']:.2f}]"
+        )
+        for k, v in r["parts"].items():
+            C.say(f"  {k}: {v['of_ours']:.0%} of ours, {v['of_blackjax']:.0%} of BlackJAX's step")
+    res["load_average_end"] = list(__import__("os").getloadavg())
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main_issue10()
