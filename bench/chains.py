@@ -82,12 +82,12 @@ def step_size(d: int) -> float:
 
 
 # ----------------------------------------------------------------------------- engines
-def ours(m, x0, n_steps: int, h_phys: float, method: str):
+def ours(m, x0, n_steps: int, h_phys: float, method: str, box: float = BOX):
     import jax
 
     import langevin
 
-    scale2 = float((2 * BOX) ** 2)  # sample() preconditions by scale^2: h_rel = h_phys / scale^2
+    scale2 = float((2 * box) ** 2)  # sample() preconditions by scale^2: h_rel = h_phys / scale^2
 
     def run():
         return langevin.sample(
@@ -445,9 +445,8 @@ def issue10(d: int, repeats: int = 7, parts: bool = True) -> dict:
             vals, coords, order=1, mode="nearest"
         )[0]
 
-    # ours takes the step in units of the box: h_rel = h / (2 box)^2 is h in physical units
     engines = {
-        "ours-ula": _ours_box(m, x0, steps, h, box),
+        "ours-ula": ours(m, x0, steps, h, "ula", box),
         "blackjax-sgld[map_coordinates]": blackjax_engine(e_mc, x0, steps, h, "ula"),
     }
     if parts:
@@ -473,27 +472,6 @@ def issue10(d: int, repeats: int = 7, parts: bool = True) -> dict:
         if k.startswith("part: ")
     }
     return out
-
-
-def _ours_box(m, x0, n_steps: int, h_phys: float, box: float):
-    import jax
-
-    import langevin
-
-    def run():
-        return langevin.sample(
-            m,
-            jax.random.key(0),
-            n_chains=x0.shape[0],
-            n_steps=n_steps,
-            init=x0,
-            step_size=h_phys / (2 * box) ** 2,
-            schedule=None,
-            bounds=None,
-            progress=False,
-        ).positions
-
-    return run
 
 
 def main_issue10(argv=None) -> None:
