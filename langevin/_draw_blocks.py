@@ -95,6 +95,13 @@ def scan_blocked(
     """
     length = xs[0].shape[0]
     k, pad = block_length(length, per_step, max_steps)
+    if length == 1:
+        # One step would be a loop of one trip, which XLA inlines into the program around it
+        # and compiles differently from the same step inside a loop (MALA's acceptance got
+        # other last bits: a run cut in chunks that left one sampling step in its head differed
+        # from the uncut run, tests/langevin/test_chunks.py). A padding step (which keeps the
+        # carry) keeps the step inside a loop of two trips.
+        pad = 1
     n_blocks = (length + pad) // k
 
     def extend(a):
