@@ -74,7 +74,13 @@ def block_length(length: int, per_step: int, max_steps: int = 0) -> tuple[int, i
 
 
 def scan_blocked(
-    step: Callable, carry, xs: tuple, draw: Callable, per_step: int, max_steps: int = 0
+    step: Callable,
+    carry,
+    xs: tuple,
+    draw: Callable,
+    per_step: int,
+    max_steps: int = 0,
+    in_loop: bool = False,
 ):
     """``lax.scan`` of ``step`` over ``xs`` with the per-step random draws made in blocks.
 
@@ -89,18 +95,21 @@ def scan_blocked(
         draw: ``steps (K,) -> draws`` with a leading axis K.
         per_step: how many numbers one step draws (sets the block length).
         max_steps: the longest block (0: `DRAW_BLOCK_STEPS`; 1: a draw inside each step).
+        in_loop: the scan runs inside another loop (the same in every program that runs it):
+            a single step is then not padded (see below).
 
     Returns:
         The final carry.
     """
     length = xs[0].shape[0]
     k, pad = block_length(length, per_step, max_steps)
-    if length == 1:
+    if length == 1 and not in_loop:
         # One step would be a loop of one trip, which XLA inlines into the program around it
         # and compiles differently from the same step inside a loop (MALA's acceptance got
         # other last bits: a run cut in chunks that left one sampling step in its head differed
         # from the uncut run, tests/langevin/test_chunks.py). A padding step (which keeps the
-        # carry) keeps the step inside a loop of two trips.
+        # carry) keeps the step inside a loop of two trips. Inside another loop (the runner's
+        # recorded blocks with thin=1) every program inlines it alike: no padding step there.
         pad = 1
     n_blocks = (length + pad) // k
 

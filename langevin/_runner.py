@@ -155,7 +155,7 @@ def program(
             return (constrain(x), bad | ~ok), None
 
         key_ph = jax.random.fold_in(key, ph.stream)
-        x, bad = scan_blocked(body, (s.x, s.bad), xs, ula_draw(key_ph), n * d)
+        x, bad = scan_blocked(body, (s.x, s.bad), xs, ula_draw(key_ph), n * d, in_loop=ph.in_loop)
         return s._replace(x=x, bad=bad)
 
     def mala(x, e, g, h, tt, z, u, vg):
@@ -233,7 +233,7 @@ def program(
             )
             draw = mala_draw(jax.random.fold_in(key, ph.stream))
             block = (n * (d + 1), 0 if d >= MALA_DRAW_BLOCK_MIN_D else 1)
-            carry = scan_blocked(body, carry, xs, draw, *block)
+            carry = scan_blocked(body, carry, xs, draw, *block, in_loop=ph.in_loop)
         x, e, g, bad, acc, da, h = carry
         return Chains(x, e, g, bad, acc), h, da
 
@@ -259,7 +259,12 @@ def program(
         def block(s, j):
             flags = {name: a[:every] for name, a in ph.flags.items()}  # the same at every step
             sub = dataclasses.replace(
-                ph, start=ph.start + j * every, length=every, flags=flags, record_every=0
+                ph,
+                start=ph.start + j * every,
+                length=every,
+                flags=flags,
+                record_every=0,
+                in_loop=True,
             )
             s, _ = run_phase(sub, s, h)
             return s, (s.x, jax.vmap(total, in_axes=(0, None))(s.x, None))
