@@ -82,12 +82,14 @@ def step_size(d: int) -> float:
 
 
 # ----------------------------------------------------------------------------- engines
-def ours(m, x0, n_steps: int, h_phys: float, method: str):
+def ours(m, x0, n_steps: int, h_phys: float, method: str, box: float = BOX, langevin=None):
+    """Our sampler (``langevin``: another copy of the package, e.g. main's as a baseline)."""
     import jax
 
-    import langevin
+    if langevin is None:
+        import langevin
 
-    scale2 = float((2 * BOX) ** 2)  # sample() preconditions by scale^2: h_rel = h_phys / scale^2
+    scale2 = float((2 * box) ** 2)  # sample() preconditions by scale^2: h_rel = h_phys / scale^2
 
     def run():
         return langevin.sample(
@@ -367,3 +369,240 @@ def print_result(res: dict) -> None:
                 f"({mil['chains'] * mil['steps'] / mil['warm_s'] / 1e6:.1f} M chain-steps/s), "
                 f"peak RSS {mil['peak_rss_mb']:.0f} MB"
             )
+
+
+# ----------------------------------------------------------------------------- issue 10's case
+# ULA against BlackJAX sgld on map_coordinates: a random map on [-5, 5]^d (256^2, 32^4), 4096
+# chains, 400 steps, step 1e-3, no annealing, both warm; and where the time of one step goes.
+ISSUE10 = {"box": 5.0, "nodes": {2: 256, 4: 32}, "chains": 4096, "steps": 400, "h": 1e-3}
+
+
+def issue10_map(d: int, energy=None):
+    """The random map of issue 10's chain benchmark (uniform energies in [0, 1), seeded);
+    ``energy``: the package that builds it (another copy for a baseline)."""
+    if energy is None:
+        import energy
+
+    k = ISSUE10["nodes"][d]
+    values = np.random.default_rng(d).random((k,) * d).astype(np.float32)
+    return values, energy.EnergyMap.from_grid(values, [(-ISSUE10["box"], ISSUE10["box"])] * d)
+
+
+def load_baseline(path) -> tuple:
+    """``(energy, langevin)`` of another version of this project, from a folder holding its
+    ``energy/`` and ``langevin/`` packages (``git archive 312078e energy langevin | tar -x -C
+    PATH``), imported as ``baseline_energy`` / ``baseline_langevin`` beside ours (both use
+    relative imports only), so that both run interleaved in one process."""
+    import importlib.util
+    from pathlib import Path
+
+    mods = []
+    for name in ("energy", "langevin"):
+        pkg = Path(path) / name
+        if not (pkg / "__init__.py").is_file():
+            raise FileNotFoundError(f"--baseline {path}: no package {pkg}/__init__.py")
+        spec = importlib.util.spec_from_file_location(
+            f"baseline_{name}", pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+        )
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        mods.append(mod)
+    return tuple(mods)
+
+
+def step_parts(m, x0, n_steps: int, h_phys: float, e_mc=None) -> dict:
+    """Engines that each run ``n_steps`` steps of one part of a ULA step (same shapes, one
+    ``lax.scan``; every loop also pays the loop itself and a cheap dependence on its result).
+    Ours: ``interpolation`` (the map's energy), ``gradient`` (energy gradient by ``jax.grad``,
+    i.e. the map's fused analytic value-and-gradient, what a step computes), ``rng`` (the
+    step's normal draws, as the runner makes them: counter-based Threefry in blocks),
+    ``update`` (the constrained move of `langevin._kernels.ula_move` on a fixed gradient and
+    noise). BlackJAX's (``e_mc``: the map_coordinates energy): ``bj interpolation``, ``bj
+    gradient`` (autodiff through map_coordinates), ``bj rng`` (a key split per chain and one
+    normal draw per chain, as ``sgld`` vmapped over chains does)."""
+    import jax
+    import jax.numpy as jnp
+
+    from langevin import _draw_blocks, _kernels
+
+    n, d = x0.shape
+    energy_b = jax.vmap(m.energy)
+    grad_b = jax.vmap(jax.grad(m.energy))
+    box = _kernels.Constraints(jnp.ones(d, bool), jnp.zeros(d))
+    key = jax.random.fold_in(jax.random.key(0), 2)
+
+    def loop(body):
+        @jax.jit
+        def run(x):
+            return jax.lax.scan(lambda x, t: (body(x, t), None), x, jnp.arange(n_steps))[0]
+
+        return lambda: run(x0)
+
+    draw = _draw_blocks.normal_draw(key, (n, d), x0.dtype)
+
+    @jax.jit
+    def rng(x):
+        def step(x, xs_t):
+            _, z = xs_t
+            return x + z, None
+
+        return _draw_blocks.scan_blocked(step, x, (jnp.arange(n_steps),), draw, n * d)
+
+    def bj_rng(x, t):
+        keys = jax.random.split(jax.random.fold_in(key, t), n)
+        return x + jax.vmap(lambda k: jax.random.normal(k, (d,), x.dtype))(keys)
+
+    g0 = grad_b(x0)
+    z0 = jax.random.normal(key, (n, d), x0.dtype)
+    parts = {
+        "part: interpolation": loop(lambda x, t: x + 1e-9 * energy_b(x)[:, None]),
+        "part: gradient": loop(lambda x, t: x - h_phys * grad_b(x)),
+        "part: rng": lambda: rng(x0),
+        "part: update": loop(lambda x, t: _kernels.ula_move(x, g0, z0, h_phys, 1.0, 1.0, box)[0]),
+    }
+    if e_mc is not None:
+        mc_b, mc_grad = jax.vmap(e_mc), jax.vmap(jax.grad(e_mc))
+        parts["part: bj interpolation"] = loop(lambda x, t: x + 1e-9 * mc_b(x)[:, None])
+        parts["part: bj gradient"] = loop(lambda x, t: x - h_phys * mc_grad(x))
+        parts["part: bj rng"] = loop(bj_rng)
+    return parts
+
+
+def measure_wall_cpu(engines: dict, repeats: int) -> tuple[dict, dict]:
+    """Like `bench._common.measure` (cold call, warm-up, ``repeats`` rounds in a new random
+    order each), recording beside each round's wall time its CPU time (``time.process_time``:
+    all threads of this process), which a loaded machine inflates far less. Returns
+    ``(timings, cpu_rounds)``."""
+    import time
+
+    out, cpu, live = {}, {}, {}
+    for name, fn in engines.items():
+        try:
+            t0 = time.perf_counter()
+            C._block(fn())
+            out[name] = C.Timing(time.perf_counter() - t0)
+            C._block(fn())
+            live[name], cpu[name] = fn, []
+        except Exception as err:  # noqa: BLE001 - reported in the row
+            out[name] = C.Timing(float("nan"), error=f"{type(err).__name__}: {err}"[:300])
+    names = list(live)
+    order_rng = np.random.default_rng(0)
+    for _ in range(repeats):
+        for i in order_rng.permutation(len(names)):
+            name = names[i]
+            t0, c0 = time.perf_counter(), time.process_time()
+            C._block(live[name]())
+            out[name].rounds_s.append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return out, cpu
+
+
+def _spread(per: list) -> dict:
+    return {
+        "median": float(np.median(per)),
+        "min": float(min(per)),
+        "max": float(max(per)),
+        "rounds": [float(v) for v in per],
+    }
+
+
+def issue10(d: int, repeats: int = 7, parts: bool = True, baseline=None) -> dict:
+    """Issue 10's chain case at ``d`` (2 or 4): rows, the ratios (wall and CPU, per round) of
+    ours over BlackJAX sgld on map_coordinates, of the baseline (``(energy, langevin)`` of
+    another version, `load_baseline`) over BlackJAX and of ours over the baseline, and the
+    step's parts as fractions of ours and of BlackJAX's time."""
+    import jax
+    import jax.numpy as jnp
+
+    box, n, steps, h = ISSUE10["box"], ISSUE10["chains"], ISSUE10["steps"], ISSUE10["h"]
+    values, m = issue10_map(d)
+    x0 = jnp.asarray(np.random.default_rng(0).uniform(-box, box, (n, d)), jnp.float32)
+    vals = jnp.asarray(values)
+    inv_dx = (values.shape[0] - 1) / (2 * box)
+
+    def e_mc(x):
+        coords = [((x[j] + box) * inv_dx)[None] for j in range(d)]
+        return jax.scipy.ndimage.map_coordinates(vals, coords, order=1, mode="nearest")[0]
+
+    bj = "blackjax-sgld[map_coordinates]"
+    engines = {
+        "ours-ula": ours(m, x0, steps, h, "ula", box),
+        bj: blackjax_engine(e_mc, x0, steps, h, "ula"),
+    }
+    if baseline is not None:
+        _, m_base = issue10_map(d, baseline[0])
+        engines["baseline-ula"] = ours(m_base, x0, steps, h, "ula", box, langevin=baseline[1])
+    if parts:
+        engines.update(step_parts(m, x0, steps, h, e_mc))
+    timings, cpu = measure_wall_cpu(engines, repeats)
+    case = {
+        "d": d,
+        "map": f"{values.shape[0]}^{d} random on [-5, 5]^{d}",
+        "chains": n,
+        "steps": steps,
+    }
+    rows = C.rows_of(SUITE, case, timings, n * steps, "chain-steps")
+    for row in rows:
+        if row["engine"] in cpu:
+            row["cpu_rounds_s"] = [float(v) for v in cpu[row["engine"]]]
+    pairs = [("ours-ula", bj)]
+    if baseline is not None:
+        pairs += [("baseline-ula", bj), ("ours-ula", "baseline-ula")]
+    ratios = {}
+    for a, b in pairs:
+        if a in cpu and b in cpu:
+            ratios[f"{a} / {b}"] = {
+                "wall": _spread(
+                    [
+                        tb / ta
+                        for ta, tb in zip(timings[a].rounds_s, timings[b].rounds_s, strict=True)
+                    ]
+                ),
+                "cpu": _spread([tb / ta for ta, tb in zip(cpu[a], cpu[b], strict=True)]),
+            }
+    med = {k: float(np.median(v)) for k, v in cpu.items() if v}
+    out = {"case": case, "rows": rows, "ratios": ratios}
+    out["parts_cpu"] = {
+        k: {"of_ours": med[k] / med["ours-ula"], "of_blackjax": med[k] / med[bj]}
+        for k in med
+        if k.startswith("part: ") and "ours-ula" in med and bj in med
+    }
+    return out
+
+
+def main_issue10(argv=None) -> None:
+    """``python -m bench.chains [--dims 2,4] [--repeats 7] [--no-parts] [--baseline PATH]``:
+    issue 10's case, JSON in bench/results/chains-issue10.json (machine, load average at start
+    and end, every round's wall and CPU time). ``--baseline``: a folder with another version's
+    ``energy/`` and ``langevin/`` (see `load_baseline`), timed interleaved with ours."""
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dims", default="2,4")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--no-parts", action="store_true")
+    ap.add_argument("--baseline", default=None)
+    ap.add_argument("--out", default=str(C.RESULTS / "chains-issue10.json"))
+    args = ap.parse_args(argv)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    res = {"machine": C.machine(), "argv": sys.argv[1:], "cases": []}
+    for d in map(int, args.dims.split(",")):
+        r = issue10(d, args.repeats, parts=not args.no_parts, baseline=baseline)
+        res["cases"].append(r)
+        for name, rt in r["ratios"].items():
+            w, c = rt["wall"], rt["cpu"]
+            C.say(
+                f"d={d}: {name} = wall {w['median']:.2f}x [{w['min']:.2f}-{w['max']:.2f}], "
+                f"CPU {c['median']:.2f}x [{c['min']:.2f}-{c['max']:.2f}]"
+            )
+        for k, v in r["parts_cpu"].items():
+            C.say(f"  {k} (CPU): {v['of_ours']:.0%} of ours, {v['of_blackjax']:.0%} of BlackJAX's")
+    res["load_average_end"] = list(os.getloadavg())
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main_issue10()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "DRAW_BLOCK_ELEMENTS",
@@ -13,7 +14,11 @@ __all__ = [
     "MALA_DRAW_BLOCK_MIN_D",
     "block_length",
     "chain_constraints",
+    "block_bits",
+    "normal_draw",
+    "normal_uniform_draw",
     "scan_blocked",
+    "threefry2x32",
 ]
 
 # Random draws: the normals (and MALA's uniforms) of up to DRAW_BLOCK_STEPS steps are drawn at
@@ -69,7 +74,13 @@ def block_length(length: int, per_step: int, max_steps: int = 0) -> tuple[int, i
 
 
 def scan_blocked(
-    step: Callable, carry, xs: tuple, draw: Callable, per_step: int, max_steps: int = 0
+    step: Callable,
+    carry,
+    xs: tuple,
+    draw: Callable,
+    per_step: int,
+    max_steps: int = 0,
+    in_loop: bool = False,
 ):
     """``lax.scan`` of ``step`` over ``xs`` with the per-step random draws made in blocks.
 
@@ -84,12 +95,22 @@ def scan_blocked(
         draw: ``steps (K,) -> draws`` with a leading axis K.
         per_step: how many numbers one step draws (sets the block length).
         max_steps: the longest block (0: `DRAW_BLOCK_STEPS`; 1: a draw inside each step).
+        in_loop: the scan runs inside another loop (the same in every program that runs it):
+            a single step is then not padded (see below).
 
     Returns:
         The final carry.
     """
     length = xs[0].shape[0]
     k, pad = block_length(length, per_step, max_steps)
+    if length == 1 and not in_loop:
+        # One step would be a loop of one trip, which XLA inlines into the program around it
+        # and compiles differently from the same step inside a loop (MALA's acceptance got
+        # other last bits: a run cut in chunks that left one sampling step in its head differed
+        # from the uncut run, tests/langevin/test_chunks.py). A padding step (which keeps the
+        # carry) keeps the step inside a loop of two trips. Inside another loop (the runner's
+        # recorded blocks with thin=1) every program inlines it alike: no padding step there.
+        pad = 1
     n_blocks = (length + pad) // k
 
     def extend(a):
@@ -117,3 +138,104 @@ def scan_blocked(
     blocks = jax.tree_util.tree_map(lambda a: a.reshape((n_blocks, k) + a.shape[1:]), xs)
     carry, _ = jax.lax.scan(block, carry, blocks)
     return carry
+
+
+# ----------------------------------------------------------------------------- the generator
+# The chains' noise: Threefry-2x32 (20 rounds, the hash of jax's default generator, Salmon et al.
+# 2011) applied to the counter (global step, index of the number) under a key pair derived from
+# the user's key, written out round by round in ``jnp`` so that XLA fuses the whole draw (hash,
+# bits to floats, erf^-1) into one loop. jax.random.normal on CPU runs the hash's rounds as a
+# rolled loop (a pass over memory per 4 rounds) plus a fold_in per step: this draw was measured
+# about 2x faster inside the runner's scan on CPU (d = 2, 4096 chains, blocks of 32 steps). It is
+# pure integer arithmetic on counters, so the numbers are the same on one device and sharded.
+# See docs/langevin.md, "Random numbers".
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _rotl(v: jax.Array, r: int) -> jax.Array:
+    return (v << np.uint32(r)) | (v >> np.uint32(32 - r))
+
+
+def threefry2x32(k0, k1, x0, x1) -> tuple[jax.Array, jax.Array]:
+    """The Threefry-2x32 hash (20 rounds) of counters ``(x0, x1)`` (uint32, broadcasting) under
+    the key ``(k0, k1)``; the same numbers as ``jax.extend.random.threefry_2x32``."""
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ _rotl(x1, r)
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def key_words(key: jax.Array, n_pairs: int = 1) -> jax.Array:
+    """The generator's key pairs (uint32 ``(n_pairs, 2)``), derived from a JAX key of any
+    implementation (one pair per kind of draw, so each kind's numbers do not depend on how
+    many of the other kind a step draws)."""
+    return jax.random.bits(key, (n_pairs, 2), jnp.uint32)
+
+
+def block_bits(words: jax.Array, ts: jax.Array, shape: tuple, wide: bool = False) -> jax.Array:
+    """``(K, *shape)`` random words for the steps ``ts`` (K,): the hash of the counter (step,
+    flat index of the number in ``shape``), so number ``i`` of step ``t`` is a function of
+    ``(words, t, i)`` alone: not of the blocking, nor of ``shape``'s leading size (padding chains
+    leave the others' draws unchanged), nor of the sharding (elementwise on the counters).
+    ``wide``: uint64 words (both output words of the hash joined; needs x64)."""
+    strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
+    idx = jnp.zeros(shape, jnp.uint32)
+    for axis, stride in enumerate(strides):
+        idx = idx + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
+    c0 = jnp.asarray(ts).astype(jnp.uint32).reshape((-1,) + (1,) * len(shape))
+    y0, y1 = threefry2x32(words[0], words[1], c0, idx[None])
+    if not wide:
+        # One output word per number: interleaving both words into the (chains, d) layout
+        # was measured 5x slower on CPU inside the scan (a shuffle XLA does not fuse).
+        return y0
+    u64 = jnp.uint64
+    return (y0.astype(u64) << u64(32)) | y1.astype(u64)
+
+
+def uniform_from_bits(bits: jax.Array, dtype) -> jax.Array:
+    """Floats in ``[0, 1)`` from random words (the top mantissa bits, as jax.random.uniform)."""
+    dtype = jnp.dtype(dtype)
+    width = 8 * bits.dtype.itemsize
+    one = np.array(1.0, dtype).view(bits.dtype)
+    mant = (bits >> np.array(width - jnp.finfo(dtype).nmant, bits.dtype)) | one
+    return jax.lax.bitcast_convert_type(mant, dtype) - np.array(1.0, dtype)
+
+
+def normal_from_bits(bits: jax.Array, dtype) -> jax.Array:
+    """Standard normals from random words: ``sqrt(2) erf^-1(u)``, ``u`` uniform on ``(-1, 1)``
+    (the transform of jax.random.normal)."""
+    dtype = jnp.dtype(dtype)
+    lo = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype), dtype=dtype)
+    u = jnp.maximum(
+        lo, uniform_from_bits(bits, dtype) * np.array(2.0, dtype) - np.array(1.0, dtype)
+    )
+    return np.array(np.sqrt(2.0), dtype) * jax.lax.erf_inv(u)
+
+
+def normal_draw(key: jax.Array, shape: tuple, dtype) -> Callable:
+    """The draws of a block of steps: ``steps (K,) -> (K, *shape)`` standard normals, each step's
+    a function of ``(key, step)`` alone."""
+    words = key_words(key)[0]
+    wide = jnp.dtype(dtype).itemsize == 8
+
+    def draw(ts):
+        return normal_from_bits(block_bits(words, ts, shape, wide), dtype)
+
+    return draw
+
+
+def normal_uniform_draw(key: jax.Array, n: int, d: int, dtype) -> Callable:
+    """MALA's draws of a block of steps: ``steps (K,) -> (normals (K, n, d), uniforms (K, n))``."""
+    words = key_words(key, 2)
+    wide = jnp.dtype(dtype).itemsize == 8
+
+    def draw(ts):
+        z = normal_from_bits(block_bits(words[0], ts, (n, d), wide), dtype)
+        return z, uniform_from_bits(block_bits(words[1], ts, (n,), wide), dtype)
+
+    return draw

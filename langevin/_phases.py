@@ -71,6 +71,7 @@ class Phase:
             adapted steps (times ``adapted_step_scale`` when given).
         adapted_step_scale: None, or that factor.
         record_every: 0, or ``thin``: the positions and energies are recorded every so many steps.
+        in_loop: the phase runs inside another loop (a recorded block of a ``record`` phase).
     """
 
     name: str
@@ -87,6 +88,7 @@ class Phase:
     adapts_to_end: bool = False
     adapted_step_scale: Array | float | None = None
     record_every: int = 0
+    in_loop: bool = False
 
     def flag(self, name: str) -> np.ndarray:
         """The per-step flag ``name`` (all False when the phase does not set it)."""

@@ -43,7 +43,13 @@ import jax.numpy as jnp
 
 from . import _target
 from ._adaptation import dual_averaging_init, dual_averaging_update
-from ._draw_blocks import MALA_DRAW_BLOCK_MIN_D, chain_constraints, scan_blocked
+from ._draw_blocks import (
+    MALA_DRAW_BLOCK_MIN_D,
+    chain_constraints,
+    normal_draw,
+    normal_uniform_draw,
+    scan_blocked,
+)
 from ._kernels import Constraints, mala_move, ula_move
 from ._phases import MALA_FLAGS, ULA_FRACTION, ULA_FRACTION_COLD, Phase, constant, plan
 from ._prepare import Config
@@ -109,21 +115,14 @@ def program(
 
     # ---- the random draws of a phase, made for a block of steps at once (see `scan_blocked`)
     def ula_draw(phase_key):
-        def draw(ts):
-            z = jax.vmap(
-                lambda t: jax.random.normal(jax.random.fold_in(phase_key, t), (n, d), dtype)
-            )
-            return constrain_block(z(ts))
-
-        return draw
+        normals = normal_draw(phase_key, (n, d), dtype)
+        return lambda ts: constrain_block(normals(ts))
 
     def mala_draw(phase_key):
-        def one(t):
-            kz, ku = jax.random.split(jax.random.fold_in(phase_key, t))
-            return jax.random.normal(kz, (n, d), dtype), jax.random.uniform(ku, (n,), dtype)
+        draws = normal_uniform_draw(phase_key, n, d, dtype)
 
         def draw(ts):
-            z, u = jax.vmap(one)(ts)
+            z, u = draws(ts)
             return constrain_block(z), constrain_block(u)
 
         return draw
@@ -156,7 +155,7 @@ def program(
             return (constrain(x), bad | ~ok), None
 
         key_ph = jax.random.fold_in(key, ph.stream)
-        x, bad = scan_blocked(body, (s.x, s.bad), xs, ula_draw(key_ph), n * d)
+        x, bad = scan_blocked(body, (s.x, s.bad), xs, ula_draw(key_ph), n * d, in_loop=ph.in_loop)
         return s._replace(x=x, bad=bad)
 
     def mala(x, e, g, h, tt, z, u, vg):
@@ -234,7 +233,7 @@ def program(
             )
             draw = mala_draw(jax.random.fold_in(key, ph.stream))
             block = (n * (d + 1), 0 if d >= MALA_DRAW_BLOCK_MIN_D else 1)
-            carry = scan_blocked(body, carry, xs, draw, *block)
+            carry = scan_blocked(body, carry, xs, draw, *block, in_loop=ph.in_loop)
         x, e, g, bad, acc, da, h = carry
         return Chains(x, e, g, bad, acc), h, da
 
@@ -260,7 +259,12 @@ def program(
         def block(s, j):
             flags = {name: a[:every] for name, a in ph.flags.items()}  # the same at every step
             sub = dataclasses.replace(
-                ph, start=ph.start + j * every, length=every, flags=flags, record_every=0
+                ph,
+                start=ph.start + j * every,
+                length=every,
+                flags=flags,
+                record_every=0,
+                in_loop=True,
             )
             s, _ = run_phase(sub, s, h)
             return s, (s.x, jax.vmap(total, in_axes=(0, None))(s.x, None))

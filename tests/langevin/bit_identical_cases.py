@@ -4,7 +4,8 @@
 every array a run returns (positions, energies, acceptance, diverged, step, trajectory). The
 expected digests in ``test_bit_identical.py`` were computed with this file on main before the
 runner was rebuilt from its kernels (commit c48fa8c), so the same key keeps giving the same
-samples bit for bit.
+samples bit for bit; they were recomputed on purpose since (the noise pyramid, the float32 map
+build, the runner's counter-based random numbers: see test_bit_identical.py).
 """
 
 import hashlib
