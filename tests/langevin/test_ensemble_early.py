@@ -39,10 +39,11 @@ def test_converged_from_two_windows_after_the_first():
     y = jax.random.normal(jax.random.key(0), (n, d))
     w = ens.windows(1000)
     s = ens.init(n, d, dense=True)
+    update = jax.jit(ens.update)  # eager, every call would compile its lax.conds again
     ends = []
     for t in range(600):
         flags = (w.collect[t], w.end[t], w.average[t], w.start[t])
-        s = ens.update(s, y, jnp.full(n, 0.574), *flags)
+        s = update(s, y, jnp.full(n, 0.574), *(jnp.asarray(f) for f in flags))
         if w.end[t]:
             ends.append(bool(s.converged))
     assert ens.EARLY_STOP_WINDOWS == 2
