@@ -9,7 +9,8 @@ chains (a key per chain cost 3-25x the step on CPU), in one ``lax.scan`` per pha
 1. warm-up (``n_warmup`` MALA steps whatever the method): the step size follows the ensemble's
    acceptance, the preconditioner is re-estimated at the end of each slow window (the chains
    move to the new whitened coordinates, one gradient each), stuck chains are restarted at
-   healthy ones' positions;
+   healthy ones' positions; with ``early_stop`` a window that finds the ensemble stationary
+   (`_ensemble.converged`) sends it to the terminal buffer (``n_warmup`` is then a cap);
 2. sampling (``n_steps``): MALA at the adapted step made position-dependent
    (`_kernels.local_step`, ``EnsembleConfig.kappa``; exact), or ULA at
    `_ensemble.ula_step_size`, with the final preconditioner; positions recorded every ``thin``
@@ -23,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _ensemble, _kernels
@@ -54,6 +56,7 @@ class EnsembleConfig(NamedTuple):
     sharding: Any = None  # NamedSharding of (chains, d) over devices, or None
     progress_every: int = 0  # a progress callback every this many steps (0: none compiled)
     kappa: float | None = LOCAL_KAPPA  # MALA's sampling step made local (None: global)
+    early_stop: bool = False  # end warm-up when the ensemble converged (n_warmup: the cap)
 
 
 def _draws(key: Array, n: int, d: int, dtype):
@@ -128,18 +131,19 @@ def program(
     adapt = _ensemble.init(n_real, d, cfg.dense, dtype=dtype)
     state = init_b(constrain(x0), _ensemble.whitened_energy(energy_fn, adapt.factor))
     bad = jnp.zeros(n, bool)
+    n_used = jnp.asarray(cfg.n_warmup, jnp.int32)
     if cfg.n_warmup:
         w = _ensemble.windows(cfg.n_warmup)
         xs = (jnp.arange(cfg.n_warmup),) + tuple(jnp.asarray(f) for f in w)
 
-        def warm(carry, xs_t):
-            state, adapt = carry
-            (t, collect, end, average, start), draws = xs_t
+        def warm_step(state, adapt, t, flags, draws):
+            collect, end, average, start = flags
             k_t = jax.random.fold_in(k_warm, t)
             fn = _ensemble.whitened_energy(energy_fn, adapt.factor)
             h = jnp.exp(adapt.log_step)
             state, info = mala_b(draws, state, fn, h, temperature)
-            tick(run_id, t, cfg.progress_every)
+            if not cfg.early_stop:
+                tick(run_id, t, cfg.progress_every)
             new = _ensemble.update(
                 adapt,
                 gather(state.position),
@@ -176,9 +180,38 @@ def program(
 
             state, n_restart = jax.lax.cond(end, rewhiten, same, None)
             new = new._replace(n_restarted=new.n_restarted + n_restart)
-            return (state, new), None
+            return state, new
 
-        state, adapt = scan_blocked(warm, (state, adapt), xs, draw(k_warm), *block)
+        def warm(carry, xs_t):
+            (t, *flags), draws = xs_t
+            return warm_step(*carry, t, flags, draws), None
+
+        if not cfg.early_stop:
+            state, adapt = scan_blocked(warm, (state, adapt), xs, draw(k_warm), *block)
+        else:
+            # `_ensemble.converged` at a window's end: jump to the terminal buffer (schedule
+            # step t + skip); the scan's remaining steps do nothing
+            table = jnp.stack(xs[1:])
+            stop = int(np.flatnonzero(w.average)[0])
+
+            def warm_early(carry, xs_t):
+                state, adapt, skip = carry
+                (t, *_), draws = xs_t
+                s = t + skip
+                flags = tuple(table[:, jnp.minimum(s, cfg.n_warmup - 1)])
+
+                def go(_):
+                    st, ad = warm_step(state, adapt, s, flags, draws)
+                    jump = flags[1] & ad.converged & (s + 1 < stop)
+                    return st, ad, skip + jnp.where(jump, stop - (s + 1), 0)
+
+                carry = jax.lax.cond(s < cfg.n_warmup, go, lambda _: carry, None)
+                tick(run_id, t, cfg.progress_every)
+                return carry, None
+
+            carry = (state, adapt, jnp.zeros((), jnp.int32))
+            state, adapt, skip = scan_blocked(warm_early, carry, xs, draw(k_warm), *block)
+            n_used = n_used - skip
     h_mala = _ensemble.final_step_size(adapt)
     h = h_mala if cfg.method == "mala" else _ensemble.ula_step_size(h_mala, d)
 
@@ -238,6 +271,7 @@ def program(
         "factor": factor,
         "n_stuck": n_stuck,
         "n_restarted": adapt.n_restarted,
+        "n_warmup": n_used,
         "trajectory": trajectory,
         "energy_trace": e_trace,
     }
@@ -260,12 +294,15 @@ def run(
     temperature: float = 1.0,
     dense: bool | None = None,
     restart_stuck: bool = True,
+    early_stop: bool = False,
 ) -> dict:
     """Warm-up over the ensemble then sampling, from starting states ``x0 (n_chains, d)``.
 
     Returns a dict of arrays: ``positions (n, d)``, ``energies (n,)``, ``acceptance (n,)`` (MALA,
     sampling phase), ``diverged (n,)``, ``step_size``, ``factor`` (``L``), ``n_stuck``,
-    ``n_restarted``, ``trajectory`` / ``energy_trace`` (every ``thin`` steps, or None).
+    ``n_restarted``, ``n_warmup`` (warm-up steps run: below the argument when ``early_stop``
+    ended it at a converged window, `_ensemble.converged`), ``trajectory`` / ``energy_trace``
+    (every ``thin`` steps, or None).
 
     Example:
         >>> out = run(lambda x: 0.5 * x @ x, jax.random.key(0), jnp.zeros((64, 2)),
@@ -281,5 +318,13 @@ def run(
         dense = d <= _ensemble.DENSE_MAX_D
     if method not in ("mala", "ula"):
         raise ValueError(f"method must be 'ula' or 'mala', got {method!r}")
-    cfg = EnsembleConfig(method, int(n_warmup), int(n_steps), int(thin), bool(dense), restart_stuck)
+    cfg = EnsembleConfig(
+        method,
+        int(n_warmup),
+        int(n_steps),
+        int(thin),
+        bool(dense),
+        restart_stuck,
+        early_stop=bool(early_stop),
+    )
     return _run(energy_fn, key, x0, jnp.asarray(temperature, x0.dtype), cfg)

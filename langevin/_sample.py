@@ -79,8 +79,10 @@ def sample(
         objective: a function ``(d,) -> scalar`` added to the energy with ``weight``.
         weight: ``lambda`` in ``E + lambda * objective``.
         thin: record the state and total energy every ``thin`` sampling steps (diagnostics).
-        n_warmup: adaptation steps where a step size is adapted (default 200; 1000 on the
-            ensemble path of a plain function).
+        n_warmup: adaptation steps where a step size is adapted (default 200; on the
+            ensemble path of a plain function at most 1000, ended after a window once the
+            ensemble is stationary: ``res.n_warmup`` says how many ran; a given value runs
+            in full).
         progress: a progress bar (None: on a terminal, never under ``CI``).
         devices: devices to shard the chains over (None: all of ``jax.devices()``); results do
             not depend on the number of devices. Under ``jax.distributed`` (every process
