@@ -54,7 +54,7 @@ EXPECTED = {
     "map_ula_auto/8dev": "5763c611dae9914a",
     "map_ula_cold_objective/1dev": "2aa2095639be7cec",
     "map_ula_none/1dev": "25f53666c2231c6c",
-    "sweep_fn_mala": "98dfab528436cc2b",
+    "sweep_fn_mala": "1c13da63b8ed034b",
     "sweep_map_ula": "f62bf855ebabac6c",
 }
 
