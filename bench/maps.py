@@ -191,9 +191,33 @@ def _rss(where: str, op: str, counts_path: str, map_path: str, grid_bytes: int, 
 _stats = C.summary
 
 
+def _write_result(out_json, bench, baseline, quick, repeats, rows, complete) -> dict:
+    """The JSON of a maps study so far (written after every grid, so a cut run keeps its rows)."""
+    import json
+    import os
+    import time
+
+    import jax
+
+    result = {
+        "bench": bench,
+        "baseline": baseline,
+        "quick": quick,
+        "repeats": repeats,
+        "machine": C.machine(),
+        "cpus": os.cpu_count(),
+        "jax": jax.__version__,
+        "rows": rows,
+        "complete": complete,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    C.RESULTS.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def scaling(quick: bool = False, repeats: int = 5, baseline: str = "main") -> dict:
     """Time and peak RSS of from_counts and load against ``baseline``, 1e4 .. 2**24 nodes."""
-    import json
     import os
     import shutil
     import tempfile
@@ -286,20 +310,9 @@ def scaling(quick: bool = False, repeats: int = 5, baseline: str = "main") -> di
             }
             rows.append(row)
             _say_row(row)
-            result = {
-                "bench": "maps_scaling",
-                "baseline": baseline,
-                "quick": quick,
-                "repeats": repeats,
-                "machine": C.machine(),
-                "cpus": os.cpu_count(),
-                "jax": jax.__version__,
-                "rows": rows,
-                "complete": shape == shapes[-1],
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            C.RESULTS.mkdir(parents=True, exist_ok=True)
-            out_json.write_text(json.dumps(result, indent=1) + "\n")
+            result = _write_result(
+                out_json, "maps_scaling", baseline, quick, repeats, rows, shape == shapes[-1]
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not quick:
@@ -336,7 +349,6 @@ def load_bench(quick: bool = False, repeats: int = 7, baseline: str = "main") ->
     the first round (imports, compilation) is not recorded. CPU time is ``time.process_time``
     (every thread of the process). JSON in ``bench/results/maps_load[-quick].json``.
     """
-    import json
     import time
 
     import jax
@@ -394,20 +406,9 @@ def load_bench(quick: bool = False, repeats: int = 7, baseline: str = "main") ->
                 row[f]["base_over_new_wall"] = C.summary(ratio)
             rows.append(row)
             _say_load_row(row, files)
-            result = {
-                "bench": "maps_load",
-                "baseline": baseline,
-                "quick": quick,
-                "repeats": repeats,
-                "machine": C.machine(),
-                "cpus": os.cpu_count(),
-                "jax": jax.__version__,
-                "rows": rows,
-                "complete": shape == shapes[-1],
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            C.RESULTS.mkdir(parents=True, exist_ok=True)
-            out_json.write_text(json.dumps(result, indent=1) + "\n")
+            result = _write_result(
+                out_json, "maps_load", baseline, quick, repeats, rows, shape == shapes[-1]
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
