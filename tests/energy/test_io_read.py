@@ -8,15 +8,19 @@ the very energies it was computed from.
 
 from __future__ import annotations
 
-import json
+import sys
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import energy
 from energy import _io, _map, _pyramid
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_io import _resealed  # noqa: E402
 
 
 def _map_with_pyramid(shape=(16, 12, 10), seed=0):
@@ -189,17 +193,6 @@ def test_a_40_cubed_map_loads_as_saved_without_integrating(tmp_path, monkeypatch
     x = np.random.default_rng(2).uniform(-1, 1, (64, 3)).astype(np.float32)
     assert np.array_equal(np.asarray(m2.log_prob(x)), np.asarray(m.log_prob(x)))
     assert np.array_equal(np.asarray(m2.energy_at(x, 0.1)), np.asarray(m.energy_at(x, 0.1)))
-
-
-def _resealed(src, out, mutate):
-    with np.load(src, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    meta = json.loads(str(arrays.pop("meta")))
-    mutate(arrays, meta)
-    meta["checksum"] = _io.field_checksums(meta, arrays)
-    with open(out, "wb") as fh:
-        np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-    return out
 
 
 def test_a_saved_log_z_is_used_only_for_its_own_energies(saved, tmp_path, monkeypatch):
