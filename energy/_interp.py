@@ -42,12 +42,33 @@ def _strides(shape: tuple[int, ...]) -> np.ndarray:
     return np.array([int(np.prod(shape[j + 1 :])) for j in range(len(shape))], dtype=np.int64)
 
 
-def _stencil_offsets(spec: Spec) -> np.ndarray:
-    """Flat offsets of the K**d stencil, axis 0 slowest (matches the reshape in `_contract`)."""
+def _row_offsets(spec: Spec, rows: bool) -> np.ndarray:
+    """Flat offsets of the stencil's gathers, axis 0 slowest (matches `_contract`).
+
+    ``rows``: the K**(d-1) rows along the last axis (their K values are contiguous in the
+    table, one slice each); else the K**d single values.
+    """
     k = 2 if spec.kind == "linear" else 4
     strides = _strides(spec.table_shape)
-    offs = [int(np.dot(o, strides)) for o in itertools.product(range(k), repeat=len(spec.nodes))]
+    if rows:
+        strides = strides[:-1]
+    offs = [int(np.dot(o, strides)) for o in itertools.product(range(k), repeat=len(strides))]
     return np.asarray(offs, dtype=np.int32)
+
+
+def slice_rows(spec: Spec, n_points: int) -> bool:
+    """Whether `_gather` reads the stencil of ``n_points`` points as rows of K values.
+
+    Rows (K**(d-1) slices of K values instead of K**d single values) where d >= 3 and the call
+    holds one point -- what ``jax.vmap`` over chains traces, the samplers' case: 10-20% less
+    time for a vmapped gradient at d = 3, 4 (docs/energy.md). Elsewhere single values: with
+    many points the rows must be transposed to put the points minor (2-3x slower for a cubic
+    map at d = 4), and at d <= 2 the rows are no faster. Either way the gathered values are the
+    same, but the fusion XLA makes of them differs, and XLA on CPU contracts multiply-adds into
+    FMAs as the fused code allows: the choice is kept where it leaves every result unchanged
+    (tests/langevin/test_bit_identical.py, tests/energy/test_interp_rows.py).
+    """
+    return len(spec.nodes) >= 3 and n_points == 1
 
 
 def _weights(t: jax.Array, kind: str) -> tuple[list[jax.Array], list[jax.Array]]:
@@ -68,8 +89,11 @@ def _weights(t: jax.Array, kind: str) -> tuple[list[jax.Array], list[jax.Array]]
     return w, dw
 
 
-def _gather(table: jax.Array, start: jax.Array, u: jax.Array, spec: Spec):
+def _gather(table: jax.Array, start: jax.Array, u: jax.Array, spec: Spec, rows=None):
     """Stencil values (K**d, N) and fractions t (d, N) for points u (d, N) in node units.
+
+    ``rows``: read the stencil as rows of K values along the last axis (default: `slice_rows`)
+    or as K**d single values; the values are the same either way.
 
     Points run along the last (minor) axis everywhere: with d in the minor axis XLA on CPU
     vectorises poorly (several times slower).
@@ -81,11 +105,26 @@ def _gather(table: jax.Array, start: jax.Array, u: jax.Array, spec: Spec):
     # A reduction here (not d adds) on purpose: it ends a fusion, so the flat index is computed
     # once and not again inside every consumer of the gather (measured 2-4x at d = 2..4).
     base = start + jnp.sum(i0.astype(jnp.int32) * strides, axis=0)
-    idx = jnp.asarray(_stencil_offsets(spec))[:, None] + base[None, :]
     # Indices are in bounds by construction (u is clipped to the grid); "clip" also keeps the
     # cast of a NaN in bounds. (On CPU, mode="promise_in_bounds" with a 2-D index -- which vmap
     # makes of any index -- is several times slower than this.)
-    vals = jnp.take(table, idx, mode="clip")
+    if rows is None:
+        rows = slice_rows(spec, u.shape[1])
+    offs = jnp.asarray(_row_offsets(spec, rows))
+    if not rows:
+        return jnp.take(table, offs[:, None] + base[None, :], mode="clip"), t
+    # Points first: the transpose to (K**d, N) is free for one point.
+    k = 2 if spec.kind == "linear" else 4
+    got = jax.lax.gather(
+        table,
+        (base[:, None] + offs[None, :])[..., None],
+        jax.lax.GatherDimensionNumbers(
+            offset_dims=(2,), collapsed_slice_dims=(), start_index_map=(0,)
+        ),
+        slice_sizes=(k,),
+        mode=jax.lax.GatherScatterMode.CLIP,
+    )
+    vals = got.reshape(got.shape[0], -1).T
     return vals, t
 
 
