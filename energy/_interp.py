@@ -62,7 +62,7 @@ def slice_rows(spec: Spec, n_points: int) -> bool:
     Rows (K**(d-1) slices of K values instead of K**d single values) where d >= 3 and the call
     holds one point -- what ``jax.vmap`` over chains traces, the samplers' case: 10-20% less
     time for a vmapped gradient at d = 3, 4 (docs/energy.md). Elsewhere single values: with
-    many points the rows must be transposed to put the points minor (2-3x slower for a cubic
+    many points the rows must be transposed to put the points minor (1.7-3x slower for a cubic
     map at d = 4), and at d <= 2 the rows are no faster. Either way the gathered values are the
     same, but the fusion XLA makes of them differs, and XLA on CPU contracts multiply-adds into
     FMAs as the fused code allows: the choice is kept where it leaves every result unchanged
