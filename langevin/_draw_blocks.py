@@ -230,12 +230,14 @@ def normal_draw(key: jax.Array, shape: tuple, dtype) -> Callable:
 
 
 def normal_uniform_draw(key: jax.Array, n: int, d: int, dtype) -> Callable:
-    """MALA's draws of a block of steps: ``steps (K,) -> (normals (K, n, d), uniforms (K, n))``."""
+    """MALA's draws of a block of steps: ``steps (K,) -> (normals (K, n * d), uniforms (K, n))``;
+    a step's normals are flat (reshape to ``(n, d)``: the numbers of a ``(n, d)`` draw), so that
+    XLA vectorises the draw along a long last axis."""
     words = key_words(key, 2)
     wide = jnp.dtype(dtype).itemsize == 8
 
     def draw(ts):
-        z = normal_from_bits(block_bits(words[0], ts, (n, d), wide), dtype)
+        z = normal_from_bits(block_bits(words[0], ts, (n * d,), wide), dtype)
         return z, uniform_from_bits(block_bits(words[1], ts, (n,), wide), dtype)
 
     return draw
