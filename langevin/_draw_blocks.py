@@ -25,10 +25,12 @@ __all__ = [
 ]
 
 # Random draws: the normals (and MALA's uniforms) of up to DRAW_BLOCK_STEPS steps are drawn at
-# once, one vmapped draw of shape (K, n_chains, ...), and the steps then scan over them. On CPU
-# a draw made inside each step of the loop cost two to three times the rest of a ULA step
-# (measured at d = 2 and 4 with 4k-32k chains); drawn in blocks it costs about as much as the
-# map gradient. A step's draw is still a function of (key, step) alone (bit-identical to a draw
+# once, one draw of shape (K, n_chains * d) (each step's normals a flat row, reshaped to
+# (n_chains, d) inside the step: XLA on CPU vectorises along the last axis, which a d of 4 would
+# make 4 lanes wide), and the steps then scan over them. On CPU a draw made inside each step of
+# the loop cost two to three times the rest of a ULA step (measured at d = 2 and 4 with 4k-32k
+# chains); drawn in blocks it cost about as much as the map gradient, since then about half
+# (Box-Muller, flat rows: ~13% of a ULA step at d = 4). A step's draw is still a function of (key, step) alone (bit-identical to a draw
 # made inside the step), so the draws do not depend on the blocking. A block holds at most
 # DRAW_BLOCK_ELEMENTS numbers (2 MB in float32). MALA gains from blocks only from d = 3 on
 # (measured 1.2-1.6x at d = 4 but 0.85-0.9x at d = 2): below that it draws inside each step.
