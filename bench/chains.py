@@ -416,7 +416,8 @@ def step_parts(m, x0, n_steps: int, h_phys: float, e_mc=None) -> dict:
     ``lax.scan``; every loop also pays the loop itself and a cheap dependence on its result).
     Ours: ``interpolation`` (the map's energy), ``gradient`` (energy gradient by ``jax.grad``,
     i.e. the map's fused analytic value-and-gradient, what a step computes), ``rng`` (the
-    step's normal draws, as the runner makes them: counter-based Threefry in blocks),
+    step's normal draws, as the runner makes them: counter-based Threefry and Box-Muller, in
+    blocks of flat rows),
     ``update`` (the constrained move of `langevin._kernels.ula_move` on a fixed gradient and
     noise). BlackJAX's (``e_mc``: the map_coordinates energy): ``bj interpolation``, ``bj
     gradient`` (autodiff through map_coordinates), ``bj rng`` (a key split per chain and one
@@ -439,13 +440,13 @@ def step_parts(m, x0, n_steps: int, h_phys: float, e_mc=None) -> dict:
 
         return lambda: run(x0)
 
-    draw = _draw_blocks.normal_draw(key, (n, d), x0.dtype)
+    draw = _draw_blocks.normal_draw(key, (n * d,), x0.dtype)  # flat rows, as the runner draws
 
     @jax.jit
     def rng(x):
         def step(x, xs_t):
             _, z = xs_t
-            return x + z, None
+            return x + z.reshape(x.shape), None
 
         return _draw_blocks.scan_blocked(step, x, (jnp.arange(n_steps),), draw, n * d)
 

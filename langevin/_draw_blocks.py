@@ -15,17 +15,22 @@ __all__ = [
     "block_length",
     "chain_constraints",
     "block_bits",
+    "block_words",
+    "cos_quarter",
     "normal_draw",
+    "normal_from_words",
     "normal_uniform_draw",
     "scan_blocked",
     "threefry2x32",
 ]
 
 # Random draws: the normals (and MALA's uniforms) of up to DRAW_BLOCK_STEPS steps are drawn at
-# once, one vmapped draw of shape (K, n_chains, ...), and the steps then scan over them. On CPU
-# a draw made inside each step of the loop cost two to three times the rest of a ULA step
-# (measured at d = 2 and 4 with 4k-32k chains); drawn in blocks it costs about as much as the
-# map gradient. A step's draw is still a function of (key, step) alone (bit-identical to a draw
+# once, one draw of shape (K, n_chains * d) (each step's normals a flat row, reshaped to
+# (n_chains, d) inside the step: XLA on CPU vectorises along the last axis, which a d of 4 would
+# make 4 lanes wide), and the steps then scan over them. On CPU a draw made inside each step of
+# the loop cost two to three times the rest of a ULA step (measured at d = 2 and 4 with 4k-32k
+# chains); drawn in blocks it cost about as much as the map gradient, since then about half
+# (Box-Muller, flat rows: ~13% of a ULA step at d = 4). A step's draw is still a function of (key, step) alone (bit-identical to a draw
 # made inside the step), so the draws do not depend on the blocking. A block holds at most
 # DRAW_BLOCK_ELEMENTS numbers (2 MB in float32). MALA gains from blocks only from d = 3 on
 # (measured 1.2-1.6x at d = 4 but 0.85-0.9x at d = 2): below that it draws inside each step.
@@ -144,10 +149,21 @@ def scan_blocked(
 # The chains' noise: Threefry-2x32 (20 rounds, the hash of jax's default generator, Salmon et al.
 # 2011) applied to the counter (global step, index of the number) under a key pair derived from
 # the user's key, written out round by round in ``jnp`` so that XLA fuses the whole draw (hash,
-# bits to floats, erf^-1) into one loop. jax.random.normal on CPU runs the hash's rounds as a
-# rolled loop (a pass over memory per 4 rounds) plus a fold_in per step: this draw was measured
-# about 2x faster inside the runner's scan on CPU (d = 2, 4096 chains, blocks of 32 steps). It is
-# pure integer arithmetic on counters, so the numbers are the same on one device and sharded.
+# bits to floats, the normal transform) into one loop. jax.random.normal on CPU runs the hash's
+# rounds as a rolled loop (a pass over memory per 4 rounds) plus a fold_in per step: this draw was
+# measured about 2x faster inside the runner's scan on CPU (d = 2, 4096 chains, blocks of 32
+# steps). It is pure integer arithmetic on counters, so the numbers are the same on one device
+# and sharded.
+#
+# A float32 normal is made from both 32-bit words of its own hash by one Box-Muller branch
+# (`normal_from_words`): z = s sqrt(-2 log u) cos(pi f / 2), u from 31 bits of the first word,
+# the sign s and f from 24 bits of the second, the cosine a polynomial. It costs about half of
+# sqrt(2) erf^-1(2u - 1) on one word (XLA's erf_inv: a log1p, a square root and two polynomials
+# of degree 8, both evaluated: 3.5 ns of the 6.2 ns a normal cost, against 1.7 ns here; measured
+# inside a scan on CPU, d = 2 and 4, 4096 chains), and reaches 6.6 sigma instead of 5.3. Two
+# normals per hash (one from each word) would halve the hash too, but XLA on CPU has no
+# multi-output loop fusion: each word's consumer recomputes the whole hash (measured no gain,
+# and 5x slower where the words are interleaved into the (chains, d) layout).
 # See docs/langevin.md, "Random numbers".
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -177,18 +193,23 @@ def key_words(key: jax.Array, n_pairs: int = 1) -> jax.Array:
     return jax.random.bits(key, (n_pairs, 2), jnp.uint32)
 
 
-def block_bits(words: jax.Array, ts: jax.Array, shape: tuple, wide: bool = False) -> jax.Array:
-    """``(K, *shape)`` random words for the steps ``ts`` (K,): the hash of the counter (step,
-    flat index of the number in ``shape``), so number ``i`` of step ``t`` is a function of
+def block_words(words: jax.Array, ts: jax.Array, shape: tuple) -> tuple[jax.Array, jax.Array]:
+    """Both ``(K, *shape)`` output words of the hash of the counter (step, flat index of the
+    number in ``shape``) for the steps ``ts`` (K,): number ``i`` of step ``t`` is a function of
     ``(words, t, i)`` alone: not of the blocking, nor of ``shape``'s leading size (padding chains
-    leave the others' draws unchanged), nor of the sharding (elementwise on the counters).
-    ``wide``: uint64 words (both output words of the hash joined; needs x64)."""
+    leave the others' draws unchanged), nor of the sharding (elementwise on the counters)."""
     strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
     idx = jnp.zeros(shape, jnp.uint32)
     for axis, stride in enumerate(strides):
         idx = idx + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
     c0 = jnp.asarray(ts).astype(jnp.uint32).reshape((-1,) + (1,) * len(shape))
-    y0, y1 = threefry2x32(words[0], words[1], c0, idx[None])
+    return threefry2x32(words[0], words[1], c0, idx[None])
+
+
+def block_bits(words: jax.Array, ts: jax.Array, shape: tuple, wide: bool = False) -> jax.Array:
+    """``(K, *shape)`` random words for the steps ``ts`` (K,) (`block_words`): the first output
+    word of each hash, or with ``wide`` both joined into uint64 words (needs x64)."""
+    y0, y1 = block_words(words, ts, shape)
     if not wide:
         # One output word per number: interleaving both words into the (chains, d) layout
         # was measured 5x slower on CPU inside the scan (a shuffle XLA does not fuse).
@@ -217,25 +238,75 @@ def normal_from_bits(bits: jax.Array, dtype) -> jax.Array:
     return np.array(np.sqrt(2.0), dtype) * jax.lax.erf_inv(u)
 
 
+# cos(pi f / 2) = P(f^2) on [0, 1]: near-minimax (Lawson) coefficients in float32; the float32
+# Horner evaluation is within 1.5e-7 of the cosine at every one of the 2^23 values of f
+# (tests/langevin/test_rng_law.py checks it exhaustively).
+_COS_QUARTER = (
+    1.0,
+    -1.2337005138397217,
+    0.2536693215370178,
+    -0.02086268737912178,
+    0.0009177247411571443,
+    -2.3824917661841027e-05,
+)
+
+
+def cos_quarter(f: jax.Array) -> jax.Array:
+    """``cos(pi f / 2)`` for float32 ``f`` in ``[0, 1]`` (a polynomial in ``f^2``)."""
+    s = f * f
+    acc = jnp.full_like(f, _COS_QUARTER[-1])
+    for c in _COS_QUARTER[-2::-1]:
+        acc = acc * s + np.float32(c)
+    return acc
+
+
+def normal_from_words(y0: jax.Array, y1: jax.Array, dtype) -> jax.Array:
+    """Standard normals from the two output words of a hash (one normal per pair).
+
+    float32: one branch of Box-Muller, ``z = s sqrt(-2 log u) cos(pi f / 2)``: ``u = (k + 1/2) /
+    2^31`` with ``k`` the top 31 bits of ``y0`` (so ``u`` in ``(0, 1]``, ``|z| <= 6.66``), the
+    sign ``s`` the top bit of ``y1`` and ``f`` in ``[0, 1)`` its next 23 bits. ``R = sqrt(-2 log
+    u)`` is Rayleigh, ``cos(pi f / 2)`` has the law of ``|cos(theta)|`` for ``theta`` uniform,
+    and the random sign makes ``R cos(theta)``: exactly N(0, 1) up to float32 rounding (the
+    cosine polynomial within 1.5e-7, XLA's log and sqrt within a few ulps). float64:
+    ``sqrt(2) erf^-1(2u - 1)`` with ``u`` from the 64-bit word ``y0 y1``, as `normal_from_bits`.
+    """
+    dtype = jnp.dtype(dtype)
+    if dtype.itemsize == 8:
+        u64 = jnp.uint64
+        return normal_from_bits((y0.astype(u64) << u64(32)) | y1.astype(u64), dtype)
+    f32 = jnp.float32
+    k = jax.lax.bitcast_convert_type(y0 >> np.uint32(1), jnp.int32).astype(f32)
+    u = k * np.float32(2.0**-31) + np.float32(2.0**-32)
+    r = jnp.sqrt(np.float32(-2.0) * jnp.log(u))
+    mant = ((y1 << np.uint32(1)) >> np.uint32(9)) | np.uint32(0x3F800000)
+    f = jax.lax.bitcast_convert_type(mant, f32) - np.float32(1.0)
+    v = jax.lax.bitcast_convert_type(r * cos_quarter(f), jnp.uint32)
+    z = jax.lax.bitcast_convert_type(v ^ (y1 & np.uint32(0x80000000)), f32)
+    return z.astype(dtype)
+
+
 def normal_draw(key: jax.Array, shape: tuple, dtype) -> Callable:
     """The draws of a block of steps: ``steps (K,) -> (K, *shape)`` standard normals, each step's
-    a function of ``(key, step)`` alone."""
+    a function of ``(key, step)`` alone (`normal_from_words` of the hash of (step, index))."""
     words = key_words(key)[0]
-    wide = jnp.dtype(dtype).itemsize == 8
 
     def draw(ts):
-        return normal_from_bits(block_bits(words, ts, shape, wide), dtype)
+        return normal_from_words(*block_words(words, ts, shape), dtype)
 
     return draw
 
 
 def normal_uniform_draw(key: jax.Array, n: int, d: int, dtype) -> Callable:
-    """MALA's draws of a block of steps: ``steps (K,) -> (normals (K, n, d), uniforms (K, n))``."""
+    """MALA's draws of a block of steps: ``steps (K,) -> (normals (K, n * d), uniforms (K, n))``;
+    a step's normals are flat (reshape to ``(n, d)``: the numbers of a ``(n, d)`` draw), so that
+    XLA vectorises the draw along a long last axis; the uniforms come from another key pair, so
+    they do not depend on the normals."""
     words = key_words(key, 2)
     wide = jnp.dtype(dtype).itemsize == 8
 
     def draw(ts):
-        z = normal_from_bits(block_bits(words[0], ts, (n, d), wide), dtype)
+        z = normal_from_words(*block_words(words[0], ts, (n * d,)), dtype)
         return z, uniform_from_bits(block_bits(words[1], ts, (n,), wide), dtype)
 
     return draw
