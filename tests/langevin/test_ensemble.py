@@ -144,7 +144,8 @@ def test_ula_step_is_stable_at_the_stiffest_chain():
         h = float(ens.ula_step_size(jnp.float32(lam), jnp.float32(0.3)))
         assert h * lam <= ens.ULA_STABILITY * (1 + 1e-6) < 2  # stable on a Gaussian: h lam < 2
         assert h <= ens.ULA_MAX_STEP
-    assert float(ens.ula_step_size(jnp.float32(40.0), 0.3)) == pytest.approx(1.5 / 40)
+    h = float(ens.ula_step_size(jnp.float32(40.0), 0.3))  # lam rounded up by <= 2^(1/16)
+    assert 1.5 / 40 / 2 ** (1 / 16) <= h <= 1.5 / 40
     assert float(ens.ula_step_size(jnp.float32(np.nan), jnp.float32(0.3))) == pytest.approx(0.3)
     assert float(ens.ula_step_size(jnp.float32(-np.inf), jnp.float32(0.3))) == pytest.approx(0.3)
 
