@@ -117,7 +117,8 @@ def test_plain_function_defaults_adapt_without_tempering():
 
 def test_nested_rhat_on_the_result():
     """init (K, d): K superchains (chains of a superchain share a start). Converged: nested
-    R-hat below its threshold; stopped after 5 steps: above."""
+    R-hat below its threshold; stopped after 5 MALA steps: above. (Not ULA: on this Gaussian
+    its Leimkuhler-Matthews step is 1, whose one step is an exact independent draw.)"""
     fn = lambda x: 0.5 * jnp.sum(x**2)  # noqa: E731
     starts = 3.0 * jax.random.normal(jax.random.key(0), (16, 2))
     res = langevin.sample(fn, jax.random.key(2), n_chains=512, init=starts, progress=False)
@@ -125,7 +126,14 @@ def test_nested_rhat_on_the_result():
     r = res.nested_rhat()
     assert r.shape == (2,) and np.all(r < res.nested_rhat_threshold)
     short = langevin.sample(
-        fn, jax.random.key(2), n_chains=512, init=starts, n_steps=1, n_warmup=4, progress=False
+        fn,
+        jax.random.key(2),
+        n_chains=512,
+        init=starts,
+        n_steps=1,
+        n_warmup=4,
+        method="mala",
+        progress=False,
     )
     assert np.any(short.nested_rhat() > short.nested_rhat_threshold)
 
