@@ -34,18 +34,19 @@ arms filling, stragglers coming down) runs the whole schedule.
 
 ULA (``method="ula"``) samples with the adapted preconditioner by the Leimkuhler-Matthews
 scheme, ``y' = y - h grad E(y) + sqrt(2 h T) (z_n + z_{n+1}) / 2`` (`lm_noise`: the noise of
-a step is the mean of its own normal and the previous step's, carried in the state): unadjusted,
-one gradient and one normal per step like ULA's Euler-Maruyama move, but its stationary
-distribution is exact on a Gaussian for any stable step (ULA's variance is ``s^2 / (1 - h /
-(2 s^2))``) and its bias is O(h^2) otherwise (Leimkuhler & Matthews 2013; Leimkuhler, Matthews
-& Stoltz 2016), where ULA's is O(h). The step is therefore set by stability, not by a Gaussian
-bias budget: ``h = min(ULA_STABILITY / lam, ULA_MAX_STEP)`` (`ula_step_size`), ``lam`` the
-largest curvature any chain of the ensemble sits at when sampling starts (`curvature`: the top
+a step is the mean of its own normal and the previous step's, carried in the state):
+unadjusted, one gradient and one normal per step like the Euler-Maruyama move, but its
+stationary distribution is exact on a Gaussian for any stable step (Euler-Maruyama's variance
+is ``s^2 / (1 - h / (2 s^2))``) and its bias is O(h^2) otherwise (Leimkuhler & Matthews
+2013; Leimkuhler, Matthews & Stoltz 2016), Euler-Maruyama's O(h). The step is therefore set
+by stability, not by a Gaussian bias budget: ``h = min(ULA_STABILITY / lam, ULA_MAX_STEP)``
+(`ula_step_size`), ``lam`` the largest curvature any chain of the ensemble sits at when
+sampling starts (`curvature`: the top
 eigenvalue of the whitened Hessian by a secant power iteration, ``CURVATURE_ITERS`` gradients
 per chain), so that ``h lam <= 1.5`` everywhere the ensemble is (a Gaussian direction of
 curvature ``lam`` is stable up to ``h lam = 2``; the margin covers chains wandering a little
 past the stiffest place seen). On a logistic regression this is 1.8x MALA's step (bias 0.01
-sd over 2000 chains); on a 100-D Gaussian 4.7x; on a banana 0.1x (its arms are stiff).
+sd over 2000 chains); on a 100-D Gaussian 3.4x (the cap 1); on a banana 0.1x (stiff arms).
 
 References:
     Leimkuhler & Matthews (2013), Rational construction of stochastic numerical methods for
