@@ -20,8 +20,8 @@ engine compiles once per target, as a user pays it).
 Counting, the same for both: langevin pays one gradient per chain and step of warm-up (as many
 steps as it used: by default it ends when the ensemble is stationary, 1000 at most) and of
 sampling, one per chain at the start and one per chain at each slow window's end (the chains
-move to the new preconditioner's coordinates); NUTS pays its integration steps, warm-up
-included. Both get 1000 sampling steps / draws. The trajectory is not thinned (until 2026-11-29
+move to the new preconditioner's coordinates), and for ULA `_ensemble.CURVATURE_ITERS` per
+chain (the curvature that sets its step); NUTS pays its integration steps, warm-up included. Both get 1000 sampling steps / draws. The trajectory is not thinned (until 2026-11-29
 it was thinned by 10, which caps the ESS at the number of recorded draws: ~n_chains x 100, so
 a chain mixing in fewer than 10 steps was counted at 10 gradients per effective sample at best;
 NUTS's draws were never thinned).
@@ -102,7 +102,9 @@ def _ours(post, method, n_chains, thin, seed):
     ess = _min_ess(np.asarray(traj))
     del traj, res
     grads_sampling = n_chains * n_steps
-    grads = n_chains * (n_warmup + n_steps + 1 + _window_ends(n_warmup))
+    # ULA: the curvature that sets its step, `_ensemble.CURVATURE_ITERS` gradients per chain
+    extra = _ensemble.CURVATURE_ITERS if method == "ula" else 0
+    grads = n_chains * (n_warmup + n_steps + 1 + _window_ends(n_warmup) + extra)
     return {
         "mean_err": e_mean,
         "sd_err": e_sd,

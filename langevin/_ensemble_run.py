@@ -12,9 +12,11 @@ chains (a key per chain cost 3-25x the step on CPU), in one ``lax.scan`` per pha
    healthy ones' positions; with ``early_stop`` a window that finds the ensemble stationary
    (`_ensemble.converged`) sends it to the terminal buffer (``n_warmup`` is then a cap);
 2. sampling (``n_steps``): MALA at the adapted step made position-dependent
-   (`_kernels.local_step`, ``EnsembleConfig.kappa``; exact), or ULA at
-   `_ensemble.ula_step_size`, with the final preconditioner; positions recorded every ``thin``
-   steps if asked.
+   (`_kernels.local_step`, ``EnsembleConfig.kappa``; exact), or ULA by the Leimkuhler-Matthews
+   scheme (the noise of a step is the mean of two consecutive normals, the previous one
+   carried; exact on Gaussians, O(h^2) bias) at `_ensemble.ula_step_size`, the step stable at
+   the stiffest chain (`_ensemble.curvature`, ``CURVATURE_ITERS`` gradients per chain), with
+   the final preconditioner; positions recorded every ``thin`` steps if asked.
 """
 
 from __future__ import annotations
@@ -96,15 +98,18 @@ def program(
         vg_c = lambda y: vg(constrain(y))  # noqa: E731
         return _kernels.mala_move(x, e, g, z, u, h, t, 1.0, vg_c, None, kappa)
 
-    def ula_b(draws, state, fn, h, t):
-        """A ULA step of every chain (`_kernels.ula_move`; gradient only, energies at the end)."""
+    def ula_b(draws, state, fn, h, t, noise):
+        """A ULA step of every chain (`_kernels.ula_move`; gradient only, energies at the end)
+        with the Leimkuhler-Matthews noise (`_ensemble.lm_noise`: this step's normal and the
+        previous one, ``noise``); returns the state, the info and this step's normal."""
         z, _ = draws
-        x, ok = _kernels.ula_move(state.position, state.energy_grad, z, h, t, 1.0, None)
+        zn = _ensemble.lm_noise(noise, z)
+        x, ok = _kernels.ula_move(state.position, state.energy_grad, zn, h, t, 1.0, None)
         g = jax.vmap(jax.grad(fn))(constrain(x))  # not finite: the next move keeps the chain
         g_ok = _kernels.row_all(jnp.isfinite(g))
         one = jnp.ones((n,), dtype)
         new = _kernels.LangevinState(x, state.energy, g)
-        return new, _kernels.LangevinInfo(one, ok, ~(ok & g_ok))
+        return new, _kernels.LangevinInfo(one, ok, ~(ok & g_ok)), z
 
     def gather(a):
         """The real chains' values, replicated on every device."""
@@ -213,25 +218,43 @@ def program(
             state, adapt, skip = scan_blocked(warm_early, carry, xs, draw(k_warm), *block)
             n_used = n_used - skip
     h_mala = _ensemble.final_step_size(adapt)
-    h = h_mala if cfg.method == "mala" else _ensemble.ula_step_size(h_mala, d)
 
     # ---- sampling
     factor = adapt.factor
     fn = _ensemble.whitened_energy(energy_fn, factor)
-    kernel = functools.partial(mala_b, kappa=cfg.kappa) if cfg.method == "mala" else ula_b
+    if cfg.method == "mala":
+        h, noise0 = h_mala, None
+
+        def kernel(draws, state, fn, h, t, noise):
+            return (*mala_b(draws, state, fn, h, t, cfg.kappa), noise)
+    else:
+        # ULA: the step stable where the stiffest chain is; the first step's "previous" normal
+        # from a stream of its own (rows depend on the chain index only, as `_draws`)
+        vgrad = jax.vmap(jax.grad(fn))
+        lam = _ensemble.curvature(
+            lambda y: vgrad(constrain(y)),
+            state.position,
+            state.energy_grad,
+            jax.random.fold_in(key, 2),
+        )
+        lam = gather(lam)
+        lam_max = jnp.max(jnp.where(jnp.isfinite(lam), lam, -jnp.inf))
+        h = _ensemble.ula_step_size(lam_max, h_mala)
+        noise0 = constrain(jax.random.normal(jax.random.fold_in(key, 3), (n, d), dtype))
+        kernel = ula_b
     n_rec = cfg.n_steps // cfg.thin if cfg.thin else 0
 
     def samp(carry, xs_t):
-        state, acc, bad = carry
+        state, acc, bad, noise = carry
         (t,), draws = xs_t
-        new, info = kernel(draws, state, fn, h, temperature)
+        new, info, noise = kernel(draws, state, fn, h, temperature, noise)
         tick(run_id, cfg.n_warmup + t, cfg.progress_every)
         moved = info.acceptance_rate  # row 1: times the local step's ratio to h (n_stuck)
         if cfg.method == "mala" and cfg.kappa is not None:
             ratio = _kernels.local_step(1.0, state.energy_grad, temperature, 1.0, cfg.kappa)
             moved = moved * ratio[:, 0]
         acc = acc + jnp.stack([info.acceptance_rate, moved])
-        return (new, acc, bad | info.is_diverged), None
+        return (new, acc, bad | info.is_diverged, noise), None
 
     def samp_steps(carry, ts):
         if ts.shape[0] == 0:
@@ -248,12 +271,13 @@ def program(
             e = carry[0].energy if cfg.method == "mala" else jax.vmap(fn)(pos)
             return carry, (pos, e)
 
-        (state, acc, bad), (traj_y, e_trace) = jax.lax.scan(record, (state, acc0, bad), steps)
+        carry = (state, acc0, bad, noise0)
+        carry, (traj_y, e_trace) = jax.lax.scan(record, carry, steps)
         rest = jnp.arange(n_rec * cfg.thin, cfg.n_steps)
-        state, acc, bad = samp_steps((state, acc, bad), rest)
+        state, acc, bad, _ = samp_steps(carry, rest)
         trajectory = _ensemble.from_whitened(factor, traj_y)
     else:
-        state, acc, bad = samp_steps((state, acc0, bad), jnp.arange(cfg.n_steps))
+        state, acc, bad, _ = samp_steps((state, acc0, bad, noise0), jnp.arange(cfg.n_steps))
         trajectory = e_trace = None
     acceptance, mobility = acc / cfg.n_steps
     if cfg.method == "mala":

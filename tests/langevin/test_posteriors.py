@@ -66,7 +66,7 @@ def test_goals(name, method, goal):
     if name == "brownian":
         pytest.xfail(
             "measured MALA 0.06-0.09 / 0.20-0.24 (seeds 0-2; tolerance 0.2 / 0.21-0.23: seed 0 "
-            "passes, seed 2 not), ULA 0.19 / 0.39 (goals 0.1 / 0.1, 0.2 / 0.2): the sd of log b "
+            "passes, seed 2 not), ULA 0.12 / 0.31 (goals 0.1 / 0.1, 0.2 / 0.2): the sd of log b "
             "only, whose neck (1% quantile -4.45, chains' -3.7 with MALA's local step) fills "
             "slowly (docs/langevin.md)"
         )
@@ -117,7 +117,8 @@ def test_plain_function_defaults_adapt_without_tempering():
 
 def test_nested_rhat_on_the_result():
     """init (K, d): K superchains (chains of a superchain share a start). Converged: nested
-    R-hat below its threshold; stopped after 5 steps: above."""
+    R-hat below its threshold; stopped after 5 MALA steps: above. (Not ULA: on this Gaussian
+    its Leimkuhler-Matthews step is 1, whose one step is an exact independent draw.)"""
     fn = lambda x: 0.5 * jnp.sum(x**2)  # noqa: E731
     starts = 3.0 * jax.random.normal(jax.random.key(0), (16, 2))
     res = langevin.sample(fn, jax.random.key(2), n_chains=512, init=starts, progress=False)
@@ -125,7 +126,14 @@ def test_nested_rhat_on_the_result():
     r = res.nested_rhat()
     assert r.shape == (2,) and np.all(r < res.nested_rhat_threshold)
     short = langevin.sample(
-        fn, jax.random.key(2), n_chains=512, init=starts, n_steps=1, n_warmup=4, progress=False
+        fn,
+        jax.random.key(2),
+        n_chains=512,
+        init=starts,
+        n_steps=1,
+        n_warmup=4,
+        method="mala",
+        progress=False,
     )
     assert np.any(short.nested_rhat() > short.nested_rhat_threshold)
 
