@@ -65,32 +65,12 @@ def test_logistic_regression_mala():
 def test_goals(name, method, goal):
     if name == "brownian":
         pytest.xfail(
-            "measured MALA 0.06-0.09 / 0.20-0.24 (seeds 0-2; tolerance 0.2 / 0.21-0.23: seed 0 "
-            "passes, seed 2 not), ULA 0.19 / 0.39 (goals 0.1 / 0.1, 0.2 / 0.2): the sd of log b "
+            "measured MALA 0.08-0.09 / 0.23-0.28 (seeds 0-2, 2200 warm-up steps; tolerance "
+            "0.2 / 0.21-0.23), ULA 0.18 / 0.40 (goals 0.1 / 0.1, 0.2 / 0.2): the sd of log b "
             "only, whose neck (1% quantile -4.45, chains' -3.7 with MALA's local step) fills "
-            "slowly (docs/langevin.md)"
+            "over thousands of steps (docs/langevin.md)"
         )
     _check(P.ALL[name](), method, goal, 2000)
-
-
-@pytest.mark.slow
-def test_banana_mala_within_the_goal_in_every_seed():
-    """The banana's arms fill over ~3000 steps: the warm-up goes on in more windows while the
-    ensemble still changes (`_plain.PLAIN_EXTEND`). Measured, 2000 chains, seeds 0-2: sd error
-    0.015-0.05 (with the warm-up stopped at 1000 steps: 0.095-0.13); the goal itself, 0.1 /
-    0.1, without the Monte Carlo allowance of `_check` (its se here is ~0.04 for the sd)."""
-    post = P.banana()
-    for seed in range(3):
-        res = langevin.sample(
-            post.energy,
-            jax.random.key(seed),
-            n_chains=2000,
-            init=jax.random.normal(jax.random.key(seed + 100), (2000, 2)),
-            progress=False,
-        )
-        assert res.n_warmup > 1000, res.schedule  # the arms were still filling at 1000
-        e_mean, e_sd = P.errors(np.asarray(res.positions, np.float64), post)
-        assert e_mean <= 0.1 and e_sd <= 0.1, (seed, e_mean, e_sd)
 
 
 @pytest.mark.slow
