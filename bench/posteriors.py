@@ -18,7 +18,7 @@ effective sample (with and without warm-up), wall and CPU time (compilation incl
 engine compiles once per target, as a user pays it).
 
 Counting, the same for both: langevin pays one gradient per chain and step of warm-up (as many
-steps as it used: by default it ends when the ensemble is stationary, 1000 at most) and of
+steps as it used: by default it ends when the ensemble is stationary, 3000 at most) and of
 sampling, one per chain at the start and one per chain at each slow window's end (the chains
 move to the new preconditioner's coordinates), and for ULA `_ensemble.CURVATURE_ITERS` per
 chain (the curvature that sets its step); NUTS pays its integration steps, warm-up included. Both get 1000 sampling steps / draws. The trajectory is not thinned (until 2026-11-29
@@ -76,9 +76,9 @@ def _min_ess(draws) -> float:
 def _window_ends(n_used: int) -> int:
     """Slow windows a default warm-up that used ``n_used`` steps went through (each moves the
     chains to new coordinates: one gradient per chain)."""
-    w = _ensemble.windows(_plain.PLAIN_WARMUP)
+    w = _ensemble.windows(_plain.PLAIN_WARMUP, _plain.PLAIN_EXTEND)
     stop = int(np.flatnonzero(w.average)[0])
-    done = n_used - (_plain.PLAIN_WARMUP - stop)  # steps before the terminal buffer
+    done = n_used - (w.end.size - stop)  # steps before the terminal buffer
     return int(np.sum(np.flatnonzero(w.end) < done))
 
 

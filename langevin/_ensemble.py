@@ -30,7 +30,9 @@ positions is the identity (the preconditioner did not need to move) and their me
 previous window's, both within ``EARLY_STOP_Z`` times what ``n`` independent points would give. The runner then jumps to the
 terminal buffer (the step is still averaged over it), so ``n_warmup`` is a cap and the static
 schedule of `windows` is kept (for jit); a target the ensemble is still exploring (a banana's
-arms filling, stragglers coming down) runs the whole schedule.
+arms filling, stragglers coming down) runs the whole schedule, and `windows` ``(n, n_extend)``
+adds slow windows before the terminal buffer for it to go on in (the plain-function default:
+5 more of 400 steps after Stan's 1000, `langevin._plain.PLAIN_EXTEND`).
 
 ULA (``method="ula"``) samples with the adapted preconditioner by the Leimkuhler-Matthews
 scheme, ``y' = y - h grad E(y) + sqrt(2 h T) (z_n + z_{n+1}) / 2`` (`lm_noise`: the noise of
@@ -157,19 +159,41 @@ class Windows(NamedTuple):
     start: np.ndarray
 
 
-def windows(n_warmup: int) -> Windows:
+def windows(n_warmup: int, n_extend: int = 0) -> Windows:
     """Stan-like schedule: initial buffer, doubling slow windows, terminal buffer.
 
     For 500 steps: 75 (step only) + 25 + 50 + 100 + 200 (slow, each re-estimating the
     preconditioner from its second half) + 50 (step only, averaged). Under 20 steps there is no
     slow window (step only, all averaged over the second half).
 
+    ``n_extend`` more slow windows, each as long as the last one, go before the terminal
+    buffer (``n_warmup + n_extend * last`` steps in all): the room an early-stopping warm-up
+    (`converged`) has to go on while the ensemble is still changing.
+
     Example:
         >>> w = windows(500)
         >>> np.flatnonzero(w.end).tolist()
         [99, 149, 249, 449]
+        >>> np.flatnonzero(windows(500, n_extend=2).end).tolist()
+        [99, 149, 249, 449, 649, 849]
     """
     n = int(n_warmup)
+    if n_extend:
+        base = windows(n)
+        ends = np.flatnonzero(base.end)
+        if ends.size == 0:
+            return base
+        stop = int(np.flatnonzero(base.average)[0])
+        starts = np.flatnonzero(base.start)
+        last = stop - int(starts[starts < stop][-1])  # the last slow window's length
+        ext = np.zeros((4, n_extend * last), bool)  # collect, end, average, start
+        for a in range(0, n_extend * last, last):
+            ext[0, a + last // 2 : a + last] = True
+            ext[1, a + last - 1] = True
+            ext[3, a] = True
+        return Windows(
+            *(np.concatenate([f[:stop], e, f[stop:]]) for f, e in zip(base, ext, strict=True))
+        )
     collect = np.zeros(n, bool)
     end = np.zeros(n, bool)
     average = np.zeros(n, bool)

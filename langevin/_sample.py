@@ -80,9 +80,9 @@ def sample(
         weight: ``lambda`` in ``E + lambda * objective``.
         thin: record the state and total energy every ``thin`` sampling steps (diagnostics).
         n_warmup: adaptation steps where a step size is adapted (default 200; on the
-            ensemble path of a plain function at most 1000, ended after a window once the
-            ensemble is stationary: ``res.n_warmup`` says how many ran; a given value runs
-            in full).
+            ensemble path of a plain function 1000, ended after a window once the ensemble
+            is stationary, or extended by windows up to 3000 while it is not:
+            ``res.n_warmup`` says how many ran; a given value runs in full).
         progress: a progress bar (None: on a terminal, never under ``CI``).
         devices: devices to shard the chains over (None: all of ``jax.devices()``); results do
             not depend on the number of devices. Under ``jax.distributed`` (every process

@@ -36,6 +36,23 @@ def test_windows_cover_the_warmup(n):
     assert all(w.collect[e] for e in ends)  # each window collects up to its last step
 
 
+def test_windows_extension_adds_slow_windows_before_the_terminal_buffer():
+    """windows(n, k): the schedule of n steps up to its terminal buffer, then k more slow
+    windows as long as the last one, then the same terminal buffer."""
+    base, ext = ens.windows(1000), ens.windows(1000, n_extend=5)
+    assert ext.end.size == 1000 + 5 * 400  # 150 | 50 100 200 400 | 5 x 400 | 100
+    for b, e in zip(base, ext, strict=True):
+        np.testing.assert_array_equal(b[:900], e[:900])  # the first 900 steps unchanged
+        np.testing.assert_array_equal(b[900:], e[2900:])  # the terminal buffer last
+    assert np.flatnonzero(ext.end).tolist() == [199, 299, 499, 899, 1299, 1699, 2099, 2499, 2899]
+    assert np.flatnonzero(ext.start[900:2900]).tolist() == [0, 400, 800, 1200, 1600]
+    assert not ext.average[:2900].any()
+    # each added window collects its second half
+    assert np.flatnonzero(ext.collect[900:1300]).tolist() == list(range(200, 400))
+    for b, e in zip(ens.windows(10), ens.windows(10, n_extend=3), strict=True):
+        np.testing.assert_array_equal(b, e)  # no slow window: nothing to extend
+
+
 def test_short_warmup_adapts_the_step_only():
     w = ens.windows(10)
     assert not w.end.any() and not w.collect.any() and w.average[5:].all()

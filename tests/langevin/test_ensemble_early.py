@@ -95,7 +95,9 @@ def test_sample_default_warmup_ends_early_and_says_so():
         _gauss(sd), jax.random.key(4), n_chains=256, init=x0, n_steps=10, progress=False
     )
     assert res.n_warmup < _plain.PLAIN_WARMUP
-    assert f"{res.n_warmup} warm-up steps (converged; cap {_plain.PLAIN_WARMUP})" in res.schedule
+    cap = ens.windows(_plain.PLAIN_WARMUP, _plain.PLAIN_EXTEND).end.size
+    assert cap == 3000
+    assert f"{res.n_warmup} warm-up steps (converged; cap {cap})" in res.schedule
     given = langevin.sample(
         _gauss(sd),
         jax.random.key(4),
@@ -106,3 +108,25 @@ def test_sample_default_warmup_ends_early_and_says_so():
         progress=False,
     )
     assert given.n_warmup == 300 and "converged" not in given.schedule
+
+
+def test_extension_windows_run_only_while_the_ensemble_still_changes():
+    """n_extend: a warm-up that converged within its n_warmup steps is the same run, bit for
+    bit; one that did not goes on in more slow windows (n_warmup beyond the base length, up to
+    the cap) and ends right."""
+    sd = jnp.array([0.1, 1.0, 10.0])
+    fn = _gauss(sd)
+    x0 = jax.random.normal(jax.random.key(1), (256, 3)) * sd
+    kw = dict(n_warmup=400, n_steps=20, early_stop=True)
+    plain = runner.run(fn, jax.random.key(0), x0, **kw)
+    extended = runner.run(fn, jax.random.key(0), x0, n_extend=3, **kw)
+    assert int(plain["n_warmup"]) < 400
+    assert int(extended["n_warmup"]) == int(plain["n_warmup"])
+    np.testing.assert_array_equal(extended["positions"], plain["positions"])
+    # from one point 100 sds out: the base schedule (400) is not enough to converge
+    far = jnp.full((256, 3), 1000.0)
+    cap = runner.warmup_length(runner.EnsembleConfig("mala", 400, 20, 0, True, True, n_extend=3))
+    assert cap == 400 + 3 * 160  # windows end 79 119 199 359, then 3 x 160
+    hard = runner.run(fn, jax.random.key(0), far, n_extend=3, **kw)
+    assert 400 < int(hard["n_warmup"]) <= cap
+    np.testing.assert_allclose(np.std(np.asarray(hard["positions"]), 0) / sd, 1.0, atol=0.2)
