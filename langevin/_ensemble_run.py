@@ -115,7 +115,8 @@ def program(
         previous one, ``noise``); returns the state, the info and this step's normal."""
         z, _ = draws
         zn = _ensemble.lm_noise(noise, z)
-        x, ok = _kernels.ula_move(state.position, state.energy_grad, zn, h, t, 1.0, None)
+        g_move = _ensemble.cap_drift(state.energy_grad, h, t)
+        x, ok = _kernels.ula_move(state.position, g_move, zn, h, t, 1.0, None)
         g = jax.vmap(jax.grad(fn))(constrain(x))  # not finite: the next move keeps the chain
         g_ok = _kernels.row_all(jnp.isfinite(g))
         one = jnp.ones((n,), dtype)

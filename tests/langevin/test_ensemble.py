@@ -167,6 +167,43 @@ def test_ula_step_is_stable_at_the_stiffest_chain():
     assert float(ens.ula_step_size(jnp.float32(-np.inf), jnp.float32(0.3))) == pytest.approx(0.3)
 
 
+def test_cap_drift_bounds_the_drift_and_keeps_bad_gradients_bad():
+    h, t, d = 0.25, 1.0, 2
+    g = jnp.array([[0.3, -0.4], [300.0, -400.0], [np.nan, 1.0], [np.inf, 1.0], [0.0, 0.0]])
+    c = np.asarray(ens.cap_drift(g, h, t))
+    np.testing.assert_array_equal(c[0], np.asarray(g[0]))  # the bulk: untouched
+    np.testing.assert_array_equal(c[4], [0.0, 0.0])
+    cap = ens.ULA_DRIFT_CAP * np.sqrt(2 * h * t * d)
+    assert h * np.linalg.norm(c[1]) == pytest.approx(cap, rel=1e-5)
+    np.testing.assert_allclose(c[1] / np.linalg.norm(c[1]), [0.6, -0.8], rtol=1e-6)
+    assert not np.isfinite(c[2]).all() and not np.isfinite(c[3]).all()
+
+
+def test_cap_drift_keeps_an_unstable_step_bounded():
+    """ULA (Leimkuhler-Matthews) at h = 1 on a Gaussian of curvature 50 (h lam = 50, far past
+    the stability limit 2), as a chain meets a region stiffer than its step: without the cap the
+    overshoot grows geometrically (|x| > 1e30 in 30 steps); with it the chains stay within a
+    few drift lengths and keep moving."""
+    lam, h, n, d = 50.0, 1.0, 256, 2
+    grad = lambda x: lam * x  # noqa: E731
+    keys = jax.random.split(jax.random.key(0), 31)
+
+    def run(cap):
+        x = jnp.ones((n, d))
+        prev = jax.random.normal(keys[0], (n, d))
+        for k in keys[1:]:
+            z = jax.random.normal(k, (n, d))
+            g = ens.cap_drift(grad(x), h, 1.0) if cap else grad(x)
+            x = x - h * g + jnp.sqrt(2 * h) * ens.lm_noise(prev, z)
+            prev = z
+        return np.asarray(x)
+
+    assert not (np.abs(run(False)) < 1e30).all()
+    x = run(True)
+    assert np.isfinite(x).all()
+    assert np.abs(x).max() < 10 * ens.ULA_DRIFT_CAP * np.sqrt(2 * h * d)
+
+
 # ------------------------------------------------------------------------------- runner
 def test_runner_learns_a_rotated_gaussian():
     """d = 10, condition 1e3: the final L whitens the target (eigenvalues near 1) and the
