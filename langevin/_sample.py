@@ -62,6 +62,9 @@ def sample(
             target's box (or ``bounds``), else ``N(0, scale^2)`` (superchains of 16 points on
             the ensemble path, for a plain function with ``ndim``).
         method: ``"ula"`` (unadjusted, gradient only) or ``"mala"`` (Metropolis-adjusted).
+            On a plain function with ``schedule="auto"``, ULA samples by the
+            Leimkuhler-Matthews scheme (exact on Gaussians, O(h^2) bias) at a step stable at
+            the stiffest chain, its drift capped per chain (docs/langevin.md).
         step_size: ``h`` in relative units (physical when the target has no scale/box);
             None: ``0.25 (spacing/scale)^2`` on a grid, else adapted by MALA warm-up.
         temperature: ``T >= 0`` (0: gradient descent, i.e. optimisation).
