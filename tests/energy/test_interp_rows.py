@@ -7,7 +7,6 @@ gradient at d >= 3 must use the rows; a batch of points keeps the single values.
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -114,18 +113,3 @@ def test_d1_and_d2_keep_single_values(rng, shape):
     m, bounds = _map(rng, shape, "linear")
     x = jnp.asarray(_points(rng, bounds)[:-1])
     assert _gathers(jax.vmap(jax.grad(m.energy)), x) == [(1,)]
-
-
-def test_rows_compile_once_per_shape(rng):
-    m1, bounds = _map(rng, (5, 6, 4), "linear")
-    m2 = energy.EnergyMap.from_grid(rng.normal(size=(5, 6, 4)), bounds)
-    x = jnp.asarray(_points(rng, bounds)[:-1])
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def f(mm, xx):
-        return jax.vmap(jax.value_and_grad(mm.energy))(xx)
-
-    f(m1, x)
-    f(m2, x)
-    chex.clear_trace_counter()

@@ -324,9 +324,10 @@ def test_pytree_jit_vmap_grad_and_device_put(rng):
     assert out.shape == (2, 10)
 
 
-def test_no_recompilation_for_a_new_map_of_the_same_shape(rng):
-    _, bounds, m1 = _random_map(rng, (6, 7))
-    m2 = energy.EnergyMap.from_grid(rng.normal(size=(6, 7)), bounds)
+@pytest.mark.parametrize("shape", [(6, 7), (5, 6, 4)])  # 3-D: the stencil read as rows
+def test_no_recompilation_for_a_new_map_of_the_same_shape(rng, shape):
+    _, bounds, m1 = _random_map(rng, shape)
+    m2 = energy.EnergyMap.from_grid(rng.normal(size=shape), bounds)
     x = jnp.asarray(_inside(rng, bounds, 10), jnp.float32)
 
     @jax.jit
